@@ -1,0 +1,56 @@
+"""Alembic environment: async engine from the service settings, logging through core."""
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import orders.models  # noqa: F401 - registers every table on Base.metadata
+from core.database import Base
+from core.logging import configure_logging
+from orders.settings import OrdersSettings
+
+settings = OrdersSettings()
+# A caller (the migrate command, the tests) may pass the URL of another database.
+url = context.config.attributes.get("url") or settings.database.url()
+if context.config.attributes.get("configure_logging", True):
+    configure_logging(settings)
+
+
+def run_offline() -> None:
+    context.configure(
+        url=url,
+        literal_binds=True,
+        target_metadata=Base.metadata,
+        compare_type=True,
+        compare_server_default=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run_sync(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        compare_type=True,
+        compare_server_default=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_online() -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run_sync)
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    asyncio.run(run_online())

@@ -1,0 +1,86 @@
+"""Liveness and readiness endpoints, shared by every service."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from core.errors import PROBLEM_MEDIA_TYPE, Problem, problem_response
+from core.resources import Resources, get_resources
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+    service: str = Field(examples=["orders"])
+    version: str = Field(examples=["0.1.0"])
+    commit: str = Field(examples=["3b1f2c4"])
+    build_time: str = Field(examples=["2026-11-21T10:00:00Z"])
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    checks: dict[str, Literal["ok", "down"]] = Field(examples=[{"postgres": "ok", "redis": "ok"}])
+
+
+class NotReady(Problem):
+    checks: dict[str, Literal["ok", "down"]] = Field(examples=[{"postgres": "ok", "redis": "down"}])
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+@router.get("")
+async def liveness(resources: ResourcesDep) -> Liveness:
+    """Answers while the process serves; names the build that is running."""
+    settings = resources.settings
+    return Liveness(
+        service=settings.service_name,
+        version=settings.service_version,
+        commit=settings.build.commit,
+        build_time=settings.build.time,
+    )
+
+
+@router.get(
+    "/ready",
+    responses={503: {"model": NotReady, "content": {PROBLEM_MEDIA_TYPE: {}}}},
+)
+async def readiness(request: Request, resources: ResourcesDep) -> Any:
+    """Ready when PostgreSQL and Redis both answer within the readiness timeout."""
+    timeout = resources.settings.server.readiness_timeout_seconds
+    names = ("postgres", "redis")
+    results = await asyncio.gather(
+        _check(lambda: _ping_postgres(resources), timeout),
+        _check(lambda: _ping_redis(resources), timeout),
+    )
+    checks = dict(zip(names, results, strict=True))
+    down = [name for name, state in checks.items() if state == "down"]
+    if down:
+        return problem_response(
+            request.scope, 503, f"not ready: {', '.join(down)} down", extra={"checks": checks}
+        )
+    return JSONResponse(Readiness(checks=checks).model_dump())
+
+
+async def _check(probe: Callable[[], Awaitable[object]], within: float) -> Literal["ok", "down"]:
+    try:
+        async with asyncio.timeout(within):
+            await probe()
+    except Exception:  # noqa: BLE001 - any failure means the dependency is not usable
+        return "down"
+    return "ok"
+
+
+async def _ping_postgres(resources: Resources) -> None:
+    async with resources.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+async def _ping_redis(resources: Resources) -> None:
+    await resources.redis.ping()

@@ -1,0 +1,18 @@
+"""HTTP conditional-request helpers: ETags derived from a row's version."""
+
+from core.errors import PreconditionFailedError
+
+
+def etag_for(version: int) -> str:
+    return f'"{version}"'
+
+
+def check_if_match(if_match: str | None, version: int) -> None:
+    """Raise 412 unless `If-Match` is absent, `*`, or names the current version's ETag."""
+    if if_match is None:
+        return
+    candidates = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+    if "*" in candidates or etag_for(version) in candidates:
+        return
+    msg = f"If-Match {if_match} does not match the current ETag {etag_for(version)}"
+    raise PreconditionFailedError(msg)

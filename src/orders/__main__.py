@@ -1,0 +1,5 @@
+"""`python -m orders` runs the command line."""
+
+from orders.cli import main
+
+main()

@@ -1,0 +1,40 @@
+"""The application factory: `create_app(settings)` builds a fresh app, nothing at import time."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from core import health
+from core.errors import install_error_handlers
+from core.logging import configure_logging
+from core.middleware import RequestContextMiddleware
+from core.resources import open_resources
+from orders.routes import v1
+from orders.settings import OrdersSettings
+
+
+def create_app(settings: OrdersSettings | None = None) -> FastAPI:
+    settings = settings or OrdersSettings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
+        async with open_resources(settings) as resources:
+            yield {"resources": resources}
+
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="Orders service",
+        version=settings.service_version,
+        summary="Places, changes, confirms and cancels orders.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(v1)
+    return app

@@ -1,0 +1,1 @@
+"""Data access: small repositories whose methods are named by intent."""

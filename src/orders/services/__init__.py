@@ -1,0 +1,1 @@
+"""Business use cases: each method is one transaction."""

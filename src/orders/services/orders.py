@@ -1,0 +1,111 @@
+"""Order use cases: the business rules, each in one transaction."""
+
+import uuid
+
+import structlog
+from sqlalchemy import func
+
+from core.http import check_if_match
+from core.pagination import Page
+from orders.errors import OrderNotFoundError, OrderStatusConflictError, OrderWithoutLinesError
+from orders.models import Order, OrderLine, OrderStatus
+from orders.schemas.orders import (
+    OrderCreate,
+    OrderFilters,
+    OrderLineCreate,
+    OrderSummary,
+    OrderUpdate,
+)
+from orders.unit_of_work import OrdersUnitOfWork
+
+log = structlog.get_logger(__name__)
+
+
+class OrderService:
+    def __init__(self, uow: OrdersUnitOfWork) -> None:
+        self.uow = uow
+
+    async def place_order(self, payload: OrderCreate) -> Order:
+        async with self.uow:
+            order = Order(
+                customer_id=payload.customer_id,
+                currency=payload.currency,
+                note=payload.note,
+                status=OrderStatus.PENDING,
+                lines=_build_lines(payload.lines),
+            )
+            self.uow.orders.add(order)
+            await self.uow.commit()
+        log.info("order.placed", order_id=str(order.id), total=str(order.total))
+        return order
+
+    async def get_order(self, order_id: uuid.UUID) -> Order:
+        async with self.uow:
+            return await self._load(order_id)
+
+    async def list_orders(self, filters: OrderFilters) -> Page[OrderSummary]:
+        async with self.uow:
+            summaries, total = await self.uow.orders.list_page(filters)
+        return Page[OrderSummary].of(summaries, total, filters)
+
+    async def update_order(
+        self, order_id: uuid.UUID, changes: OrderUpdate, if_match: str | None
+    ) -> Order:
+        async with self.uow:
+            order = await self._load(order_id)
+            check_if_match(if_match, order.version_id)
+            if order.status is not OrderStatus.PENDING:
+                raise OrderStatusConflictError(order.id, order.status, "change it")
+            if "note" in changes.model_fields_set:
+                order.note = changes.note
+            if changes.lines is not None:
+                order.lines = _build_lines(changes.lines)
+            _touch(order)
+            await self.uow.commit()
+        log.info("order.updated", order_id=str(order.id), version=order.version_id)
+        return order
+
+    async def confirm_order(self, order_id: uuid.UUID, if_match: str | None) -> Order:
+        order = await self._transition(order_id, if_match, OrderStatus.CONFIRMED, "confirm it")
+        log.info("order.confirmed", order_id=str(order.id), version=order.version_id)
+        return order
+
+    async def cancel_order(self, order_id: uuid.UUID, if_match: str | None) -> Order:
+        order = await self._transition(order_id, if_match, OrderStatus.CANCELLED, "cancel it")
+        log.info("order.cancelled", order_id=str(order.id), version=order.version_id)
+        return order
+
+    async def _transition(
+        self, order_id: uuid.UUID, if_match: str | None, target: OrderStatus, action: str
+    ) -> Order:
+        # Both transitions start from pending: confirmed and cancelled orders are final.
+        async with self.uow:
+            order = await self._load(order_id)
+            check_if_match(if_match, order.version_id)
+            if order.status is not OrderStatus.PENDING:
+                raise OrderStatusConflictError(order.id, order.status, action)
+            order.status = target
+            _touch(order)
+            await self.uow.commit()
+        return order
+
+    async def _load(self, order_id: uuid.UUID) -> Order:
+        order = await self.uow.orders.get(order_id)
+        if order is None:
+            raise OrderNotFoundError(order_id)
+        return order
+
+
+def _build_lines(lines: list[OrderLineCreate]) -> list[OrderLine]:
+    if not lines:
+        raise OrderWithoutLinesError
+    return [
+        OrderLine(position=index, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
+        for index, line in enumerate(lines)
+    ]
+
+
+def _touch(order: Order) -> None:
+    # Setting a column makes the UPDATE, and so the version check, happen even when only
+    # the lines changed.
+    order.updated_at = func.now()
