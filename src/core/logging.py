@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -15,6 +16,18 @@ def _add_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDi
     if request_id is not None:
         event_dict.setdefault("request_id", request_id)
     return event_dict
+
+
+class _StdoutHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever `sys.stdout` is at the time, so redirections and captures see it."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _: object) -> None:
+        pass
 
 
 def configure_logging(settings: CoreSettings) -> None:
@@ -38,7 +51,9 @@ def configure_logging(settings: CoreSettings) -> None:
         renderer = structlog.dev.ConsoleRenderer()
     else:
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.dict_tracebacks)
+        # One structured `exception` field; never frame locals, which may hold secrets.
+        transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        shared.append(structlog.processors.ExceptionRenderer(transformer))
 
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -46,7 +61,7 @@ def configure_logging(settings: CoreSettings) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

@@ -1,0 +1,45 @@
+# Every target runs the locked tools through uv; uv itself is installed with pip when missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+
+UV := $(shell if uv --version >/dev/null 2>&1; then echo uv; \
+	else python3 -m pip install --quiet --disable-pip-version-check uv >&2 && echo "python3 -m uv"; fi)
+RUN := $(UV) run --frozen
+
+.PHONY: help install run serve migrate revision test test-fast lint fmt check
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install: ## create .venv from uv.lock
+	$(UV) sync --frozen
+
+run: install migrate serve ## create and migrate the database, then serve on 127.0.0.1:8000
+
+serve: ## serve the API (ORDERS_SERVER__* settings)
+	$(RUN) orders serve
+
+migrate: ## create the database when missing and apply every migration
+	$(RUN) orders migrate
+
+revision: ## autogenerate a migration: make revision m="add coupons"
+	$(RUN) alembic revision --autogenerate -m "$(m)"
+
+test: install ## the whole suite on real PostgreSQL and Redis, with the branch-coverage gate
+	$(RUN) pytest --cov --cov-report=term-missing:skip-covered
+
+test-fast: install ## the suite without the slow drills
+	$(RUN) pytest -m "not slow"
+
+lint: install ## ruff, formatting, mypy strict and the import contracts
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+	$(RUN) lint-imports
+
+fmt: install ## fix what ruff can fix and format
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+check: lint test ## what CI runs: lint, then the whole suite

@@ -1,0 +1,52 @@
+"""Settings: environment variables, placeholder secrets, docs switch."""
+
+import pytest
+from pydantic import ValidationError
+
+from core.settings import Environment
+from orders.main import create_app
+from orders.settings import OrdersSettings
+
+
+def test_nested_groups_come_from_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDERS_DATABASE__NAME", "shop")
+    monkeypatch.setenv("ORDERS_DATABASE__POOL_SIZE", "3")
+    monkeypatch.setenv("ORDERS_SERVER__PORT", "9000")
+    settings = OrdersSettings(_env_file=None)
+    assert (settings.database.name, settings.database.pool_size, settings.server.port) == (
+        "shop",
+        3,
+        9000,
+    )
+    assert settings.database.url().render_as_string(hide_password=False).endswith("/shop")
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_placeholder_secrets_are_refused_outside_development(
+    monkeypatch: pytest.MonkeyPatch, environment: str
+) -> None:
+    monkeypatch.setenv("ORDERS_ENVIRONMENT", environment)
+    monkeypatch.setenv("ORDERS_DATABASE__PASSWORD", "change-me")
+    with pytest.raises(ValidationError, match="database__password"):
+        OrdersSettings(_env_file=None)
+
+
+def test_placeholder_secrets_are_accepted_in_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDERS_DATABASE__PASSWORD", "change-me")
+    settings = OrdersSettings(_env_file=None)
+    assert settings.environment is Environment.DEVELOPMENT
+
+
+@pytest.mark.parametrize(
+    ("environment", "override", "served"),
+    [("development", None, True), ("production", None, False), ("production", True, True)],
+)
+def test_docs_are_served_only_when_enabled(
+    monkeypatch: pytest.MonkeyPatch, environment: str, override: bool | None, served: bool
+) -> None:
+    monkeypatch.setenv("ORDERS_ENVIRONMENT", environment)
+    if override is not None:
+        monkeypatch.setenv("ORDERS_SERVER__DOCS_ENABLED", str(override).lower())
+    app = create_app(OrdersSettings(_env_file=None))
+    paths = {getattr(route, "path", None) for route in app.routes}
+    assert ("/docs" in paths, "/openapi.json" in paths) == (served, served)

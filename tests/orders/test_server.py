@@ -1,0 +1,78 @@
+"""The real server process, started as the README and the image start it, over real HTTP."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from orders.settings import OrdersSettings
+from tests.support import order_payload
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(database: OrdersSettings) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ORDERS_ENVIRONMENT": "test",
+        "ORDERS_DATABASE__NAME": database.database.name,
+        "ORDERS_SERVER__PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orders", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(base_url, process)
+        yield base_url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def wait_until_ready(base_url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0].decode()
+        try:
+            if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("the server did not become ready")
+
+
+def test_served_over_http_and_stops_cleanly_on_sigterm(
+    server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    base_url, process = server
+    with httpx.Client(base_url=base_url) as client:
+        created = client.post("/v1/orders", json=order_payload())
+        assert created.status_code == 201
+        fetched = client.get(created.headers["location"])
+        assert fetched.json() == created.json()
+        missing = client.get("/nowhere")
+        assert missing.headers["content-type"] == "application/problem+json"
+
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=15)
+    # uvicorn finishes the shutdown, then re-raises the signal so the exit status tells why.
+    assert process.returncode in {0, -signal.SIGTERM}
+    assert b"Application shutdown complete" in output
