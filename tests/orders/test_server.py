@@ -1,12 +1,14 @@
 """The real server process, started as the README and the image start it, over real HTTP."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -57,6 +59,20 @@ def wait_until_ready(base_url: str, process: subprocess.Popen[bytes]) -> None:
             pass
         time.sleep(0.1)
     pytest.fail("the server did not become ready")
+
+
+def test_readme_walkthrough_runs_as_written(server: tuple[str, subprocess.Popen[bytes]]) -> None:
+    base_url, _ = server
+    readme = Path("README.md").read_text()
+    script = readme.split("## Walkthrough", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    script = script.replace("localhost:8000", base_url.removeprefix("http://"))
+    result = subprocess.run(  # noqa: S603 - runs our own README
+        ["/bin/bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    statuses = re.findall(r"HTTP/1.1 (\d{3})", result.stdout)
+    assert statuses == ["201", "200", "200", "412", "200", "409"]
+    assert '"status":"ready"' in result.stdout
 
 
 def test_served_over_http_and_stops_cleanly_on_sigterm(
