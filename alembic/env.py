@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import orders.models  # noqa: F401 - registers every table on Base.metadata
+import core.outbox.tables  # noqa: F401 - registers the outbox and inbox tables
+import orders.models  # noqa: F401 - registers the service's tables
 from core.database import Base
 from core.logging import configure_logging
 from orders.settings import OrdersSettings

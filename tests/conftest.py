@@ -2,18 +2,21 @@
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.database import Base, build_engine
+from core.database import Base, build_engine, build_session_factory
+from core.outbox.writer import OutboxWriter
 from core.settings import Environment
 from orders.cli import migrate
+from orders.events import order_events
 from orders.main import create_app
 from orders.settings import OrdersSettings
+from orders.unit_of_work import OrdersUnitOfWork
 from tests.support import connect, drop_database, serve_in_process
 
 TABLES = tuple(Base.metadata.tables)
@@ -51,6 +54,18 @@ async def engine(database: OrdersSettings) -> AsyncIterator[AsyncEngine]:
     engine = build_engine(database.database)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+def outbox(settings: OrdersSettings) -> OutboxWriter:
+    return OutboxWriter(order_events(settings.events.type_prefix), settings.events)
+
+
+@pytest.fixture
+def new_uow(engine: AsyncEngine, outbox: OutboxWriter) -> Callable[[], OrdersUnitOfWork]:
+    """Units of work on the test database, as the app builds them."""
+    sessions = build_session_factory(engine)
+    return lambda: OrdersUnitOfWork(sessions, outbox)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Helpers shared by the tests."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from orders.settings import OrdersSettings
+from orders.unit_of_work import OrdersUnitOfWork
 
 
 @asynccontextmanager
@@ -65,3 +66,6 @@ def drop_database(settings: OrdersSettings) -> None:
             await connection.close()
 
     asyncio.run(drop())
+
+
+type NewUow = Callable[[], OrdersUnitOfWork]

@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from core.database import build_engine, build_session_factory
+from core.events import EventRegistry
+from core.outbox.writer import OutboxWriter
 from core.settings import CoreSettings
 
 
@@ -18,10 +20,11 @@ class Resources:
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
     redis: Redis
+    outbox: OutboxWriter
 
 
 @asynccontextmanager
-async def open_resources(settings: CoreSettings) -> AsyncIterator[Resources]:
+async def open_resources(settings: CoreSettings, events: EventRegistry) -> AsyncIterator[Resources]:
     engine = build_engine(settings.database)
     redis = Redis.from_url(
         settings.redis.url.get_secret_value(),
@@ -29,7 +32,8 @@ async def open_resources(settings: CoreSettings) -> AsyncIterator[Resources]:
         socket_connect_timeout=settings.redis.socket_timeout_seconds,
     )
     try:
-        yield Resources(settings, engine, build_session_factory(engine), redis)
+        outbox = OutboxWriter(events, settings.events)
+        yield Resources(settings, engine, build_session_factory(engine), redis, outbox)
     finally:
         await redis.aclose()
         await engine.dispose()

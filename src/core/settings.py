@@ -69,6 +69,50 @@ class BuildInfo(BaseModel):
     time: str = "unknown"
 
 
+class EventsSettings(BaseModel):
+    source: str = Field("/services/service", description="CloudEvents `source` of our events.")
+    type_prefix: str = Field(
+        "service", description="First part of every event type: <prefix>.<noun>.<verb>.v<n>."
+    )
+    schema_base: str = Field(
+        "urn:service:event-schema:", description="`dataschema` is this followed by the type."
+    )
+    notify: bool = Field(
+        default=False,
+        description="Send one empty NOTIFY per transaction with events, waking the publisher.",
+    )
+
+
+class OutboxSettings(BaseModel):
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    candidate_window: Annotated[int, Field(ge=1, description="Ready rows scanned for keys.")] = 200
+    poll_min_seconds: Annotated[float, Field(gt=0)] = 0.05
+    poll_max_seconds: Annotated[float, Field(gt=0)] = 1.0
+    publish_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    max_attempts: Annotated[int, Field(ge=1, description="Then the event is dead.")] = 10
+    backoff_base_seconds: Annotated[float, Field(gt=0)] = 1.0
+    backoff_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    poison_policy: Annotated[
+        Literal["block", "skip"],
+        Field(description="block: a dead event holds back its aggregate's later events."),
+    ] = "block"
+    stream_maxlen: Annotated[
+        int, Field(ge=1000, description="Approximate cap per stream, a memory guard only.")
+    ] = 1_000_000
+    metrics_port: Annotated[int, Field(ge=0, le=65535, description="0 disables it.")] = 9101
+
+
+class ConsumerSettings(BaseModel):
+    group: str = Field("service", description="Redis consumer group; one per service.")
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
+    block_ms: Annotated[int, Field(ge=1)] = 1000
+    max_retries: Annotated[int, Field(ge=0, description="Retries after the first attempt.")] = 3
+    retry_base_seconds: Annotated[float, Field(gt=0, description="Doubles per retry.")] = 1.0
+    handler_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    dedup_ttl_seconds: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
+    metrics_port: Annotated[int, Field(ge=0, le=65535, description="0 disables it.")] = 9102
+
+
 class CoreSettings(BaseSettings):
     """Every value comes from the environment (or .env), nested groups joined with `__`."""
 
@@ -84,6 +128,9 @@ class CoreSettings(BaseSettings):
     server: ServerSettings = ServerSettings()
     logging: LoggingSettings = LoggingSettings()
     build: BuildInfo = BuildInfo()
+    events: EventsSettings = EventsSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
 
     @property
     def docs_enabled(self) -> bool:

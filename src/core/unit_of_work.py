@@ -1,20 +1,50 @@
-"""One session, one transaction: commit is explicit, leaving without it rolls back."""
+"""One session, one transaction: commit is explicit, leaving without it rolls back.
 
+Events recorded with `add_event` become outbox rows in the same transaction, so the change and
+its announcement commit together or not at all.
+"""
+
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from core.errors import ConcurrentUpdateError
+from core.events import EventPayload
+from core.outbox.tables import InboxEvent
+from core.outbox.writer import Aggregate, OutboxWriter, RecordedEvent
+
+
+class DuplicateEventError(Exception):
+    """The consumer already applied this event: the unit of work did nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """Marks a unit of work as the effect of one consumed event, applied at most once."""
+
+    consumer: str
+    source: str
+    event_id: str
 
 
 class UnitOfWork:
     """Subclass it per service and build repositories in `_bind(session)`."""
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        outbox: OutboxWriter,
+        inbox: InboxEntry | None = None,
+    ) -> None:
         self._session_factory = session_factory
+        self._outbox = outbox
+        self._inbox = inbox
         self._session: AsyncSession | None = None
+        self._events: list[RecordedEvent] = []
 
     @property
     def session(self) -> AsyncSession:
@@ -25,7 +55,14 @@ class UnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._session = self._session_factory()
+        self._events = []
         self._bind(self._session)
+        if self._inbox is not None:
+            try:
+                await self._claim_inbox(self._inbox)
+            except BaseException:
+                await self.__aexit__(None, None, None)
+                raise
         return self
 
     async def __aexit__(
@@ -35,13 +72,34 @@ class UnitOfWork:
         traceback: TracebackType | None,
     ) -> None:
         session, self._session = self.session, None
+        self._events = []
         await session.close()  # rolls back whatever was not committed
 
     def _bind(self, session: AsyncSession) -> None:
         """Build the repositories on the new session."""
 
+    def add_event(self, aggregate: Aggregate, payload: EventPayload) -> None:
+        """Record an event about `aggregate`; it is written with the next commit."""
+        self._events.append(self._outbox.record(aggregate, payload))
+
     async def commit(self) -> None:
         try:
+            if self._events:
+                await self.session.flush()  # bumps versions: they become the events' sequence
+                await self._outbox.write(self.session, self._events)
             await self.session.commit()
         except StaleDataError as error:
             raise ConcurrentUpdateError from error
+        finally:
+            self._events = []
+
+    async def _claim_inbox(self, entry: InboxEntry) -> None:
+        # Inserted first: a concurrent duplicate waits on the key, then finds it taken.
+        claimed = await self.session.scalar(
+            insert(InboxEvent)
+            .values(consumer=entry.consumer, source=entry.source, event_id=entry.event_id)
+            .on_conflict_do_nothing()
+            .returning(InboxEvent.event_id)
+        )
+        if claimed is None:
+            raise DuplicateEventError(entry.event_id)

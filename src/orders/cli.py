@@ -2,16 +2,29 @@
 
 import argparse
 import asyncio
+import json
+import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 import uvicorn
 from alembic import command
 from alembic.config import Config
+from redis.asyncio import Redis
 
-from core.database import ensure_database
+from core.database import build_engine, ensure_database
+from core.dead_letters import list_dead_letters, replay_dead_letter, show_dead_letter
 from core.logging import configure_logging
+from core.outbox.dead import (
+    discard_dead_event,
+    list_dead_events,
+    replay_dead_event,
+    show_dead_event,
+)
+from orders.consumer import run_consumer
 from orders.settings import OrdersSettings
+from orders.worker import run_publisher
 
 log = structlog.get_logger(__name__)
 
@@ -38,17 +51,80 @@ def serve(settings: OrdersSettings) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+async def dead_events(settings: OrdersSettings, action: str, event_id: str | None) -> Any:
+    engine = build_engine(settings.database)
+    try:
+        if action == "list":
+            return await list_dead_events(engine)
+        target = uuid.UUID(_required(event_id))
+        if action == "show":
+            return await show_dead_event(engine, target)
+        done = await (replay_dead_event if action == "replay" else discard_dead_event)(
+            engine, target
+        )
+        return {"event_id": str(target), action: done}
+    finally:
+        await engine.dispose()
+
+
+async def dead_letters(
+    settings: OrdersSettings, action: str, entry_id: str | None, stream: str
+) -> Any:
+    redis = Redis.from_url(settings.redis.url.get_secret_value())
+    try:
+        if action == "list":
+            return await list_dead_letters(redis, stream)
+        if action == "show":
+            return await show_dead_letter(redis, stream, _required(entry_id))
+        new_id = await replay_dead_letter(redis, stream, _required(entry_id))
+        return {"entry_id": entry_id, "replayed_as": new_id}
+    finally:
+        await redis.aclose()
+
+
+def _required(value: str | None) -> str:
+    if value is None:
+        raise SystemExit("this action needs an id")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orders", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the HTTP API (ORDERS_SERVER__* settings)")
     migrate_parser = commands.add_parser("migrate", help="create the database, apply migrations")
     migrate_parser.add_argument("--alembic-ini", default="alembic.ini")
-    args = parser.parse_args(argv)
+    commands.add_parser("publish", help="run the outbox publisher (ORDERS_OUTBOX__* settings)")
+    commands.add_parser("consume", help="run the payments consumer (ORDERS_CONSUMER__*)")
+    events = commands.add_parser("dead-events", help="events the publisher gave up on")
+    events.add_argument("action", choices=["list", "show", "replay", "discard"])
+    events.add_argument("event_id", nargs="?")
+    letters = commands.add_parser("dead-letters", help="messages the consumer gave up on")
+    letters.add_argument("action", choices=["list", "show", "replay"])
+    letters.add_argument("entry_id", nargs="?")
+    letters.add_argument("--stream", help="the consumed stream (default: the payments stream)")
+    return parser
 
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     settings = OrdersSettings()
     configure_logging(settings)
-    if args.command == "migrate":
-        migrate(settings, args.alembic_ini)
-    else:
-        serve(settings)
+    match args.command:
+        case "migrate":
+            migrate(settings, args.alembic_ini)
+        case "serve":
+            serve(settings)
+        case "publish":
+            asyncio.run(run_publisher(settings))
+        case "consume":
+            asyncio.run(run_consumer(settings))
+        case "dead-events":
+            _print(asyncio.run(dead_events(settings, args.action, args.event_id)))
+        case "dead-letters":
+            stream = args.stream or settings.payments_stream
+            _print(asyncio.run(dead_letters(settings, args.action, args.entry_id, stream)))
+
+
+def _print(result: object) -> None:
+    print(json.dumps(result, indent=2, default=str))  # noqa: T201 - the command's output

@@ -10,7 +10,7 @@ from orders.unit_of_work import OrdersUnitOfWork
 
 
 def get_unit_of_work(resources: Annotated[Resources, Depends(get_resources)]) -> OrdersUnitOfWork:
-    return OrdersUnitOfWork(resources.session_factory)
+    return OrdersUnitOfWork(resources.session_factory, resources.outbox)
 
 
 def get_order_service(

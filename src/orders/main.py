@@ -10,6 +10,7 @@ from core.errors import install_error_handlers
 from core.logging import configure_logging
 from core.middleware import RequestContextMiddleware
 from core.resources import open_resources
+from orders.events import order_events
 from orders.routes import v1
 from orders.settings import OrdersSettings
 
@@ -20,7 +21,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
-        async with open_resources(settings) as resources:
+        async with open_resources(settings, order_events(settings.events.type_prefix)) as resources:
             yield {"resources": resources}
 
     docs = settings.docs_enabled

@@ -2,9 +2,10 @@
 
 from importlib.metadata import version
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from core.settings import CoreSettings
+from core.settings import ConsumerSettings, CoreSettings, EventsSettings
 
 
 class OrdersSettings(CoreSettings):
@@ -12,3 +13,8 @@ class OrdersSettings(CoreSettings):
 
     service_name: str = "orders"
     service_version: str = version("orders-service")
+    events: EventsSettings = EventsSettings(
+        source="/services/orders", type_prefix="orders", schema_base="urn:orders:event-schema:"
+    )
+    consumer: ConsumerSettings = ConsumerSettings(group="orders")
+    payments_stream: str = Field("payments", description="Where the payments service publishes.")

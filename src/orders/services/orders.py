@@ -1,13 +1,24 @@
-"""Order use cases: the business rules, each in one transaction."""
+"""Order use cases: the business rules, each in one transaction with the event it records."""
 
 import uuid
+from collections.abc import Callable
+from typing import Literal
 
 import structlog
 from sqlalchemy import func
 
+from core.database import new_id
+from core.events import EventPayload
 from core.http import check_if_match
 from core.pagination import Page
 from orders.errors import OrderNotFoundError, OrderStatusConflictError, OrderWithoutLinesError
+from orders.events import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderLinesChanged,
+    OrderNoteChanged,
+    OrderPlaced,
+)
 from orders.models import Order, OrderLine, OrderStatus
 from orders.schemas.orders import (
     OrderCreate,
@@ -20,6 +31,8 @@ from orders.unit_of_work import OrdersUnitOfWork
 
 log = structlog.get_logger(__name__)
 
+CancelReason = Literal["requested", "payment_failed"]
+
 
 class OrderService:
     def __init__(self, uow: OrdersUnitOfWork) -> None:
@@ -28,6 +41,7 @@ class OrderService:
     async def place_order(self, payload: OrderCreate) -> Order:
         async with self.uow:
             order = Order(
+                id=new_id(),
                 customer_id=payload.customer_id,
                 currency=payload.currency,
                 note=payload.note,
@@ -35,6 +49,7 @@ class OrderService:
                 lines=_build_lines(payload.lines),
             )
             self.uow.orders.add(order)
+            self.uow.add_event(order, OrderPlaced.of(order))
             await self.uow.commit()
         log.info("order.placed", order_id=str(order.id), total=str(order.total))
         return order
@@ -56,36 +71,61 @@ class OrderService:
             check_if_match(if_match, order.version_id)
             if order.status is not OrderStatus.PENDING:
                 raise OrderStatusConflictError(order.id, order.status, "change it")
+            if not changes.model_fields_set:
+                return order  # nothing to change: no new version, no event
             if "note" in changes.model_fields_set:
                 order.note = changes.note
+            event: EventPayload
             if changes.lines is not None:
                 order.lines = _build_lines(changes.lines)
+                event = OrderLinesChanged.of(order)
+            else:
+                event = OrderNoteChanged(order_id=order.id, note=order.note)
             _touch(order)
+            self.uow.add_event(order, event)
             await self.uow.commit()
         log.info("order.updated", order_id=str(order.id), version=order.version_id)
         return order
 
     async def confirm_order(self, order_id: uuid.UUID, if_match: str | None) -> Order:
-        order = await self._transition(order_id, if_match, OrderStatus.CONFIRMED, "confirm it")
+        order = await self._transition(
+            order_id,
+            if_match,
+            OrderStatus.CONFIRMED,
+            lambda order: OrderConfirmed(order_id=order.id, total=order.total),
+        )
         log.info("order.confirmed", order_id=str(order.id), version=order.version_id)
         return order
 
-    async def cancel_order(self, order_id: uuid.UUID, if_match: str | None) -> Order:
-        order = await self._transition(order_id, if_match, OrderStatus.CANCELLED, "cancel it")
-        log.info("order.cancelled", order_id=str(order.id), version=order.version_id)
+    async def cancel_order(
+        self, order_id: uuid.UUID, if_match: str | None, reason: CancelReason = "requested"
+    ) -> Order:
+        order = await self._transition(
+            order_id,
+            if_match,
+            OrderStatus.CANCELLED,
+            lambda order: OrderCancelled(order_id=order.id, reason=reason),
+        )
+        log.info("order.cancelled", order_id=str(order.id), version=order.version_id, reason=reason)
         return order
 
     async def _transition(
-        self, order_id: uuid.UUID, if_match: str | None, target: OrderStatus, action: str
+        self,
+        order_id: uuid.UUID,
+        if_match: str | None,
+        target: OrderStatus,
+        event: Callable[[Order], EventPayload],
     ) -> Order:
         # Both transitions start from pending: confirmed and cancelled orders are final.
         async with self.uow:
             order = await self._load(order_id)
             check_if_match(if_match, order.version_id)
             if order.status is not OrderStatus.PENDING:
+                action = "confirm it" if target is OrderStatus.CONFIRMED else "cancel it"
                 raise OrderStatusConflictError(order.id, order.status, action)
             order.status = target
             _touch(order)
+            self.uow.add_event(order, event(order))
             await self.uow.commit()
         return order
 

@@ -7,10 +7,9 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.database import build_session_factory
 from orders.models import Order, OrderLine, OrderStatus
 from orders.schemas.orders import OrderFilters
-from orders.unit_of_work import OrdersUnitOfWork
+from tests.support import NewUow
 
 
 def record_statements(engine: AsyncEngine) -> list[str]:
@@ -23,8 +22,8 @@ def record_statements(engine: AsyncEngine) -> list[str]:
     return statements
 
 
-async def store(engine: AsyncEngine, *orders: Order) -> None:
-    async with OrdersUnitOfWork(build_session_factory(engine)) as uow:
+async def store(new_uow: NewUow, *orders: Order) -> None:
+    async with new_uow() as uow:
         for order in orders:
             uow.orders.add(order)
         await uow.commit()
@@ -39,14 +38,14 @@ def order(customer: uuid.UUID, status: OrderStatus, *prices: str) -> Order:
 
 
 async def test_list_page_sums_totals_in_sql_and_selects_only_summary_columns(
-    engine: AsyncEngine,
+    engine: AsyncEngine, new_uow: NewUow
 ) -> None:
     customer = uuid.uuid4()
-    await store(engine, order(customer, OrderStatus.PENDING, "1.25", "2.00"))
-    await store(engine, order(customer, OrderStatus.CONFIRMED, "10.00"))
+    await store(new_uow, order(customer, OrderStatus.PENDING, "1.25", "2.00"))
+    await store(new_uow, order(customer, OrderStatus.CONFIRMED, "10.00"))
     statements = record_statements(engine)
 
-    async with OrdersUnitOfWork(build_session_factory(engine)) as uow:
+    async with new_uow() as uow:
         page, total = await uow.orders.list_page(OrderFilters(customer_id=customer))
 
     assert total == 2
@@ -59,10 +58,10 @@ async def test_list_page_sums_totals_in_sql_and_selects_only_summary_columns(
     assert all("orders.note" not in s and "order_lines.sku" not in s for s in selects)
 
 
-async def test_get_loads_the_lines_in_position_order(engine: AsyncEngine) -> None:
+async def test_get_loads_the_lines_in_position_order(engine: AsyncEngine, new_uow: NewUow) -> None:
     placed = order(uuid.uuid4(), OrderStatus.PENDING, "3.00", "1.00", "2.00")
-    await store(engine, placed)
-    async with OrdersUnitOfWork(build_session_factory(engine)) as uow:
+    await store(new_uow, placed)
+    async with new_uow() as uow:
         loaded = await uow.orders.get(placed.id)
     assert loaded is not None
     assert [line.unit_price for line in loaded.lines] == [
@@ -71,9 +70,11 @@ async def test_get_loads_the_lines_in_position_order(engine: AsyncEngine) -> Non
     assert loaded.total == Decimal("12.00")
 
 
-async def test_an_order_without_lines_totals_zero_in_the_list(engine: AsyncEngine) -> None:
+async def test_an_order_without_lines_totals_zero_in_the_list(
+    engine: AsyncEngine, new_uow: NewUow
+) -> None:
     customer = uuid.uuid4()
-    await store(engine, order(customer, OrderStatus.PENDING))
-    async with OrdersUnitOfWork(build_session_factory(engine)) as uow:
+    await store(new_uow, order(customer, OrderStatus.PENDING))
+    async with new_uow() as uow:
         page, _ = await uow.orders.list_page(OrderFilters(customer_id=customer))
     assert [s.total for s in page] == [Decimal(0)]

@@ -4,6 +4,8 @@ import uuid
 from types import TracebackType
 from typing import Self
 
+from core.events import EventPayload
+from core.outbox.writer import Aggregate
 from orders.models import Order
 from orders.repositories.orders import OrderRepository
 from orders.schemas.orders import OrderFilters, OrderSummary
@@ -31,6 +33,8 @@ class InMemoryUnitOfWork(OrdersUnitOfWork):
     def __init__(self) -> None:
         self.orders = InMemoryOrderRepository()
         self.commits = 0
+        self.recorded: list[EventPayload] = []
+        self.published: list[EventPayload] = []
 
     async def __aenter__(self) -> Self:
         return self
@@ -42,11 +46,16 @@ class InMemoryUnitOfWork(OrdersUnitOfWork):
         traceback: TracebackType | None,
     ) -> None:
         self.orders.pending.clear()  # what was not committed is gone
+        self.recorded.clear()
+
+    def add_event(self, aggregate: Aggregate, payload: EventPayload) -> None:  # noqa: ARG002
+        self.recorded.append(payload)
 
     async def commit(self) -> None:
         for order in self.orders.pending:
-            order.id = order.id or uuid.uuid4()
             order.version_id = order.version_id or 1
             self.orders.rows[order.id] = order
         self.orders.pending.clear()
+        self.published.extend(self.recorded)
+        self.recorded.clear()
         self.commits += 1

@@ -7,16 +7,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.database import build_session_factory
 from orders.errors import OrderWithoutLinesError
 from orders.models import Order, OrderLine
 from orders.schemas.orders import OrderCreate, OrderLineCreate, OrderUpdate
 from orders.services.orders import OrderService
-from orders.unit_of_work import OrdersUnitOfWork
-
-
-def service(engine: AsyncEngine) -> OrderService:
-    return OrderService(OrdersUnitOfWork(build_session_factory(engine)))
+from tests.support import NewUow
 
 
 async def rows(engine: AsyncEngine) -> tuple[int, int]:
@@ -31,21 +26,21 @@ def payload(lines: int) -> OrderCreate:
     return OrderCreate(customer_id=uuid.uuid4(), currency="USD", lines=[line] * lines)
 
 
-async def test_placed_order_and_its_lines_are_stored(engine: AsyncEngine) -> None:
-    order = await service(engine).place_order(payload(lines=3))
+async def test_placed_order_and_its_lines_are_stored(engine: AsyncEngine, new_uow: NewUow) -> None:
+    order = await OrderService(new_uow()).place_order(payload(lines=3))
     assert await rows(engine) == (1, 3)
     assert order.version_id == 1
     assert order.created_at.tzinfo is not None
 
 
-async def test_a_broken_rule_stores_nothing(engine: AsyncEngine) -> None:
+async def test_a_broken_rule_stores_nothing(engine: AsyncEngine, new_uow: NewUow) -> None:
     with pytest.raises(OrderWithoutLinesError):
-        await service(engine).place_order(payload(lines=0))
+        await OrderService(new_uow()).place_order(payload(lines=0))
     assert await rows(engine) == (0, 0)
 
 
-async def test_replacing_lines_bumps_the_version(engine: AsyncEngine) -> None:
-    orders = service(engine)
+async def test_replacing_lines_bumps_the_version(engine: AsyncEngine, new_uow: NewUow) -> None:
+    orders = OrderService(new_uow())
     order = await orders.place_order(payload(lines=2))
     new_lines = [OrderLineCreate(sku="SKU-7", quantity=5, unit_price=Decimal("2.00"))]
     updated = await orders.update_order(order.id, OrderUpdate(lines=new_lines), if_match='"1"')

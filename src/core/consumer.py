@@ -1,0 +1,274 @@
+"""Redis Streams consumer: at-least-once delivery turned into an exactly-once effect.
+
+- A consumer group per service; entries are acked only after success or dead-lettering.
+- A processing lease in Redis (SET NX) keeps two consumers from running one event at once; a
+  `done` marker answers duplicates. Handlers whose effect is in PostgreSQL also write an inbox
+  row in the effect's transaction, which makes the effect happen once even past the marker's TTL.
+- A failed entry stays pending; the reclaimer claims it again after 1 s, 2 s, 4 s (Redis's own
+  idle clock, with jitter), and after the last retry moves it to `<stream>:dead-letter`,
+  atomically with its ack. Undecodable entries are dead-lettered at once.
+"""
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from core.errors import DomainError
+from core.events import CloudEvent
+from core.metrics import ConsumerMetrics
+from core.settings import ConsumerSettings
+from core.unit_of_work import DuplicateEventError
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[CloudEvent], Awaitable[None]]
+_Entries = list[tuple[bytes, dict[bytes, bytes] | None]]
+_ReadReply = list[tuple[bytes, _Entries]] | None
+DEAD_LETTER_SUFFIX = ":dead-letter"
+RECLAIM_INTERVAL_SECONDS = 0.25
+
+
+class PermanentError(Exception):
+    """Retrying will not help: the message goes to the dead-letter stream at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    stream: str
+    entry_id: str
+    fields: Mapping[str, str]
+    attempt: int
+
+
+def dead_letter_stream(stream: str) -> str:
+    return stream + DEAD_LETTER_SUFFIX
+
+
+class StreamConsumer:
+    def __init__(
+        self,
+        redis: Redis,
+        streams: Sequence[str],
+        handlers: Mapping[str, Handler],
+        settings: ConsumerSettings,
+        metrics: ConsumerMetrics,
+        *,
+        name: str,
+    ) -> None:
+        self._redis = redis
+        self._streams = list(streams)
+        self._handlers = handlers
+        self._settings = settings
+        self._metrics = metrics
+        self.name = name
+        self.group = settings.group
+        self._lease_ms = int(settings.handler_timeout_seconds * 2000)
+
+    async def ensure_groups(self) -> None:
+        """Create the group from the stream's start: nothing retained is skipped."""
+        for stream in self._streams:
+            try:
+                await self._redis.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.ensure_groups()
+        reclaimer = asyncio.create_task(self._reclaim_until(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    await self.read_once()
+                except RedisError as error:
+                    log.warning("consumer.redis_unavailable", error=str(error))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+        finally:
+            reclaimer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reclaimer
+        log.info("consumer.stopped", consumer=self.name)
+
+    async def read_once(self) -> int:
+        """Read and handle new entries; returns how many were handled."""
+        response: _ReadReply = await self._redis.xreadgroup(  # type: ignore[assignment]
+            self.group,
+            self.name,
+            dict.fromkeys(self._streams, ">"),
+            count=self._settings.batch_size,
+            block=self._settings.block_ms,
+        )
+        handled = 0
+        for stream, entries in response or []:
+            for entry_id, fields in entries:
+                await self.handle(Delivery(_text(stream), _text(entry_id), _decode(fields), 1))
+                handled += 1
+        return handled
+
+    async def reclaim_once(self) -> int:
+        """Claim entries whose backoff has passed, or dead-letter those out of retries."""
+        claimed = 0
+        base_ms = int(self._settings.retry_base_seconds * 1000)
+        for stream in self._streams:
+            pending: list[dict[str, Any]] = await self._redis.xpending_range(
+                stream, self.group, min="-", max="+", count=100, idle=int(base_ms * 0.8)
+            )
+            for entry in pending:
+                delivered = int(entry["times_delivered"])
+                wait_ms = int(base_ms * 2 ** (delivered - 1) * random.uniform(0.8, 1.2))  # noqa: S311
+                if entry["time_since_delivered"] < wait_ms:
+                    continue
+                result: _Entries = await self._redis.xclaim(  # type: ignore[assignment]
+                    stream,
+                    self.group,
+                    self.name,
+                    min_idle_time=wait_ms,
+                    message_ids=[entry["message_id"]],
+                )
+                for entry_id, fields in result:
+                    await self.handle(
+                        Delivery(stream, _text(entry_id), _decode(fields), delivered + 1)
+                    )
+                    claimed += 1
+        return claimed
+
+    async def _reclaim_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.reclaim_once()
+            except RedisError as error:
+                log.warning("consumer.reclaim_failed", error=str(error))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=RECLAIM_INTERVAL_SECONDS)
+
+    async def handle(self, delivery: Delivery) -> None:
+        if not delivery.fields:  # trimmed or deleted while pending
+            await self._dead_letter(delivery, "entry no longer exists", delivery.attempt)
+            return
+        try:
+            event = CloudEvent.from_fields(delivery.fields)
+        except ValueError as error:
+            await self._dead_letter(delivery, f"undecodable: {error}", delivery.attempt)
+            return
+        handler = self._handlers.get(event.type)
+        if handler is None:
+            await self._ack(delivery, "skipped")
+            return
+        if not await self._lease(delivery, event):
+            return
+        if delivery.attempt > self._settings.max_retries + 1:  # its consumer died on the last try
+            await self._redis.delete(self._lease_key(event))
+            await self._dead_letter(delivery, "attempts exhausted", delivery.attempt - 1)
+            return
+        started = time.perf_counter()
+        try:
+            await self._run(handler, delivery, event)
+        finally:
+            self._metrics.process_seconds.labels(delivery.stream).observe(
+                time.perf_counter() - started
+            )
+
+    async def _run(self, handler: Handler, delivery: Delivery, event: CloudEvent) -> None:
+        bound = log.bind(
+            event_id=event.id,
+            type=event.type,
+            stream=delivery.stream,
+            attempt=delivery.attempt,
+            partitionkey=event.partitionkey,
+        )
+        try:
+            async with asyncio.timeout(self._settings.handler_timeout_seconds):
+                await handler(event)
+        except DuplicateEventError:
+            await self._finish(delivery, event, "duplicate")
+        except (PermanentError, DomainError, ValueError) as error:
+            await self._redis.delete(self._lease_key(event))
+            bound.warning("consumer.message_rejected", error=str(error))
+            await self._dead_letter(delivery, f"rejected: {error}", delivery.attempt)
+        except Exception as error:  # noqa: BLE001 - any other failure is retried
+            await self._redis.delete(self._lease_key(event))
+            if delivery.attempt > self._settings.max_retries:
+                bound.error("consumer.retries_exhausted", error=repr(error))
+                await self._dead_letter(delivery, f"failed: {error!r}", delivery.attempt)
+            else:
+                bound.warning("consumer.message_failed", error=repr(error))
+                self._metrics.messages.labels(delivery.stream, "retry").inc()
+        else:
+            await self._finish(delivery, event, "ok")
+            bound.info("consumer.message_processed")
+
+    def _lease_key(self, event: CloudEvent) -> str:
+        return f"dedup:{self.group}:{event.source}:{event.id}"
+
+    async def _lease(self, delivery: Delivery, event: CloudEvent) -> bool:
+        """Take the processing lease; False when the event is done or running elsewhere."""
+        key = self._lease_key(event)
+        if await self._redis.set(key, f"processing:{self.name}", nx=True, px=self._lease_ms):
+            return True
+        if _text(await self._redis.get(key) or b"") == "done":
+            await self._ack(delivery, "duplicate")
+        else:
+            self._metrics.messages.labels(delivery.stream, "in_progress_elsewhere").inc()
+        return False
+
+    async def _finish(self, delivery: Delivery, event: CloudEvent, result: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipeline:
+            pipeline.set(self._lease_key(event), "done", ex=self._settings.dedup_ttl_seconds)
+            pipeline.xack(delivery.stream, self.group, delivery.entry_id)
+            await pipeline.execute()
+        self._metrics.messages.labels(delivery.stream, result).inc()
+        lag = _lag_seconds(event.time)
+        if lag is not None:
+            self._metrics.end_to_end_seconds.labels(delivery.stream).observe(lag)
+
+    async def _ack(self, delivery: Delivery, result: str) -> None:
+        await self._redis.xack(delivery.stream, self.group, delivery.entry_id)
+        self._metrics.messages.labels(delivery.stream, result).inc()
+
+    async def _dead_letter(self, delivery: Delivery, reason: str, attempts: int) -> None:
+        fields: dict[Any, Any] = {
+            **delivery.fields,
+            "dlq_reason": reason,
+            "dlq_attempts": attempts,
+            "dlq_stream": delivery.stream,
+            "dlq_entry_id": delivery.entry_id,
+            "dlq_group": self.group,
+        }
+        async with self._redis.pipeline(transaction=True) as pipeline:
+            pipeline.xadd(dead_letter_stream(delivery.stream), fields)
+            pipeline.xack(delivery.stream, self.group, delivery.entry_id)
+            await pipeline.execute()
+        self._metrics.messages.labels(delivery.stream, "dead_letter").inc()
+        log.error(
+            "consumer.message_dead_lettered",
+            stream=delivery.stream,
+            entry_id=delivery.entry_id,
+            reason=reason,
+            attempts=attempts,
+        )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode(fields: Mapping[bytes, bytes] | None) -> dict[str, str]:
+    return {key.decode(): value.decode() for key, value in (fields or {}).items()}
+
+
+def _lag_seconds(event_time: str) -> float | None:
+    try:
+        moment = dt.datetime.fromisoformat(event_time)
+    except ValueError:
+        return None
+    return max(0.0, (dt.datetime.now(dt.UTC) - moment).total_seconds())

@@ -1,0 +1,1 @@
+"""Transactional outbox: rows written with the business change, published by a worker."""

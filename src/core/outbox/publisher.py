@@ -1,0 +1,291 @@
+"""The outbox publisher: claims ready rows, publishes them in per-aggregate order, deletes them.
+
+One batch is one transaction. Keys (aggregates) are locked with transaction-scoped advisory
+locks, so any number of publishers run side by side without reordering an aggregate's events;
+a failing event backs off only its own aggregate.
+"""
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+
+import structlog
+from sqlalchemy import Row, bindparam, delete, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from core.events import CloudEvent, encode_sequence, format_time
+from core.metrics import OutboxMetrics
+from core.outbox.broker import (
+    BrokerUnavailableError,
+    MessageBroker,
+    PermanentPublishError,
+    PublishError,
+)
+from core.outbox.tables import OutboxEvent
+from core.settings import OutboxSettings
+
+log = structlog.get_logger(__name__)
+
+# First half of the two-int advisory lock key, so ours never collide with other users of locks.
+LOCK_NAMESPACE = 0x6F7574
+
+_COLUMNS = """e.id, e.event_id, e.source, e.type, e.subject, e.topic, e.aggregate_type,
+    e.aggregate_id, e.aggregate_version, e.data, e.dataschema, e.traceparent, e.tracestate,
+    e.occurred_at, e.attempts, e.available_at <= now() AS ready,
+    extract(epoch FROM clock_timestamp() - e.occurred_at) AS age_seconds"""
+
+_NOT_BLOCKED = """AND NOT EXISTS (SELECT 1 FROM outbox_dead_events d
+    WHERE d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id)"""
+
+_CLAIM = """
+WITH candidates AS (
+    SELECT DISTINCT aggregate_type, aggregate_id FROM (
+        SELECT o.aggregate_type, o.aggregate_id FROM outbox_events o
+        WHERE o.available_at <= now() {not_blocked}
+        ORDER BY o.available_at, o.id LIMIT :window
+    ) AS ready
+), locked AS (
+    SELECT aggregate_type, aggregate_id FROM candidates
+    WHERE pg_try_advisory_xact_lock(:namespace, hashtext(aggregate_type || ':' || aggregate_id))
+)
+SELECT {columns} FROM outbox_events e JOIN locked USING (aggregate_type, aggregate_id)
+ORDER BY e.aggregate_type, e.aggregate_id, e.aggregate_version
+LIMIT :batch FOR UPDATE OF e
+"""
+
+_GAUGES = text("""
+SELECT (SELECT count(*) FROM outbox_events),
+    (SELECT extract(epoch FROM now() - min(occurred_at)) FROM outbox_events),
+    (SELECT count(*) FROM outbox_dead_events)
+""")
+GAUGE_INTERVAL_SECONDS = 5.0
+
+_BACK_OFF = text("""
+UPDATE outbox_events SET
+    attempts = CASE WHEN id = :id THEN attempts + 1 ELSE attempts END,
+    last_error = CASE WHEN id = :id THEN :error ELSE last_error END,
+    available_at = now() + make_interval(secs => :delay)
+WHERE aggregate_type = :aggregate_type AND aggregate_id = :aggregate_id
+    AND aggregate_version >= :aggregate_version
+""")
+
+_BURY = text("""
+WITH dead AS (DELETE FROM outbox_events WHERE id = :id RETURNING *)
+INSERT INTO outbox_dead_events (id, event_id, source, type, subject, topic, aggregate_type,
+    aggregate_id, aggregate_version, data, dataschema, traceparent, tracestate, occurred_at,
+    attempts, last_error, dead_reason)
+SELECT id, event_id, source, type, subject, topic, aggregate_type, aggregate_id,
+    aggregate_version, data, dataschema, traceparent, tracestate, occurred_at,
+    attempts + 1, :error, :reason
+FROM dead
+""")
+
+
+@dataclass
+class BatchOutcome:
+    published: list[Row[Any]] = field(default_factory=list)
+    failed: list[tuple[Row[Any], PublishError]] = field(default_factory=list)
+    dead: int = 0
+    broker_unavailable: BrokerUnavailableError | None = None
+
+
+class OutboxPublisher:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        broker: MessageBroker,
+        settings: OutboxSettings,
+        metrics: OutboxMetrics,
+    ) -> None:
+        self._engine = engine
+        self._broker = broker
+        self._settings = settings
+        self._metrics = metrics
+        not_blocked = _NOT_BLOCKED if settings.poison_policy == "block" else ""
+        self._claim = text(_CLAIM.format(not_blocked=not_blocked, columns=_COLUMNS))
+        self.wake = asyncio.Event()
+
+    async def publish_batch(self) -> int:
+        """Publish one batch in one transaction; returns how many events the broker took."""
+        async with self._engine.begin() as connection:
+            started = time.perf_counter()
+            rows = (await connection.execute(self._claim, self._claim_parameters())).all()
+            self._metrics.claim_seconds.observe(time.perf_counter() - started)
+            if not rows:
+                return 0
+            outcome = await self._publish(_ready_runs(rows))
+            await self._settle(connection, outcome)
+        self._record(outcome)
+        if outcome.broker_unavailable is not None:
+            raise outcome.broker_unavailable
+        return len(outcome.published)
+
+    def _claim_parameters(self) -> dict[str, int]:
+        return {
+            "window": self._settings.candidate_window,
+            "batch": self._settings.batch_size,
+            "namespace": LOCK_NAMESPACE,
+        }
+
+    async def _publish(self, runs: list[list[Row[Any]]]) -> BatchOutcome:
+        """Round r sends the r-th event of every aggregate whose earlier ones all went out."""
+        outcome = BatchOutcome()
+        depth = 0
+        while runs:
+            heads = [run[depth] for run in runs]
+            try:
+                results = await self._broker.publish([(row.topic, _event(row)) for row in heads])
+            except BrokerUnavailableError as error:
+                outcome.broker_unavailable = error
+                break
+            still_going = []
+            for run, row, failure in zip(runs, heads, results, strict=True):
+                if failure is not None:
+                    outcome.failed.append((row, failure))
+                    continue
+                outcome.published.append(row)
+                if depth + 1 < len(run):
+                    still_going.append(run)
+            runs, depth = still_going, depth + 1
+        return outcome
+
+    async def _settle(self, connection: AsyncConnection, outcome: BatchOutcome) -> None:
+        if outcome.published:
+            ids = [row.id for row in outcome.published]
+            await connection.execute(
+                delete(OutboxEvent).where(OutboxEvent.id.in_(bindparam("ids", expanding=True))),
+                {"ids": ids},
+            )
+        for row, error in outcome.failed:
+            attempts = row.attempts + 1
+            if isinstance(error, PermanentPublishError) or attempts >= self._settings.max_attempts:
+                reason = (
+                    "refused permanently"
+                    if isinstance(error, PermanentPublishError)
+                    else (f"gave up after {attempts} attempts")
+                )
+                await connection.execute(
+                    _BURY, {"id": row.id, "error": str(error), "reason": reason}
+                )
+                outcome.dead += 1
+                log.error(
+                    "outbox.event_dead",
+                    event_id=str(row.event_id),
+                    type=row.type,
+                    aggregate_id=row.aggregate_id,
+                    reason=reason,
+                    error=str(error),
+                )
+                continue
+            delay = self._backoff(attempts)
+            await connection.execute(
+                _BACK_OFF,
+                {
+                    "id": row.id,
+                    "error": str(error),
+                    "delay": delay,
+                    "aggregate_type": row.aggregate_type,
+                    "aggregate_id": row.aggregate_id,
+                    "aggregate_version": row.aggregate_version,
+                },
+            )
+            log.warning(
+                "outbox.publish_failed",
+                event_id=str(row.event_id),
+                type=row.type,
+                aggregate_id=row.aggregate_id,
+                attempt=attempts,
+                retry_in=round(delay, 2),
+                error=str(error),
+            )
+
+    def _backoff(self, attempts: int) -> float:
+        base = self._settings.backoff_base_seconds * 2 ** (attempts - 1)
+        jitter = random.uniform(0.8, 1.2)  # noqa: S311 - spreads retries, not security
+        return float(min(base, self._settings.backoff_max_seconds) * jitter)
+
+    def _record(self, outcome: BatchOutcome) -> None:
+        metrics = self._metrics
+        metrics.batch_size.observe(len(outcome.published) + len(outcome.failed))
+        metrics.published.inc(len(outcome.published))
+        for row in outcome.published:
+            metrics.commit_to_publish.observe(float(row.age_seconds))
+        metrics.failed.inc(len(outcome.failed))
+        metrics.dead.inc(outcome.dead)
+
+    async def refresh_gauges(self) -> None:
+        async with self._engine.connect() as connection:
+            pending, oldest, dead = (await connection.execute(_GAUGES)).one()
+        self._metrics.pending.set(pending)
+        self._metrics.oldest_pending_age.set(float(oldest or 0))
+        self._metrics.dead_events.set(dead)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop` is set; the batch in flight always finishes first."""
+        idle = self._settings.poll_min_seconds
+        gauges_due = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= gauges_due:
+                gauges_due = time.monotonic() + GAUGE_INTERVAL_SECONDS
+                with contextlib.suppress(SQLAlchemyError, OSError):
+                    await self.refresh_gauges()
+            self.wake.clear()  # before the query, so a wake-up during it is not lost
+            try:
+                published = await self.publish_batch()
+            except BrokerUnavailableError as error:
+                log.warning("outbox.broker_unavailable", error=str(error), retry_in=idle)
+                published = 0
+            except (SQLAlchemyError, OSError):
+                log.exception("outbox.database_unavailable", retry_in=idle)
+                published = 0
+            if published:
+                idle = self._settings.poll_min_seconds
+                continue
+            await _wait_any(stop, self.wake, idle)
+            idle = min(idle * 2, self._settings.poll_max_seconds)
+        log.info("outbox.publisher_stopped")
+
+
+def _ready_runs(rows: Sequence[Row[Any]]) -> list[list[Row[Any]]]:
+    """Per aggregate, its events in version order up to the first one still backing off."""
+    runs = []
+    for _, group in groupby(rows, key=lambda row: (row.aggregate_type, row.aggregate_id)):
+        run = []
+        for row in group:
+            if not row.ready:
+                break
+            run.append(row)
+        if run:
+            runs.append(run)
+    return runs
+
+
+def _event(row: Row[Any]) -> CloudEvent:
+    return CloudEvent(
+        id=str(row.event_id),
+        source=row.source,
+        type=row.type,
+        subject=row.subject,
+        time=format_time(row.occurred_at),
+        data=row.data,
+        partitionkey=row.aggregate_id,
+        sequence=encode_sequence(row.aggregate_version),
+        dataschema=row.dataschema,
+        traceparent=row.traceparent,
+        tracestate=row.tracestate,
+    )
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,1 @@
+"""Handlers for events other services publish; like routes, they call the services."""

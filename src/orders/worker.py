@@ -1,0 +1,50 @@
+"""The outbox publisher process (`orders publish`): delivers committed events to Redis Streams."""
+
+import asyncio
+
+import structlog
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from core.database import build_engine
+from core.metrics import OutboxMetrics
+from core.outbox.broker import RedisStreamsBroker
+from core.outbox.publisher import OutboxPublisher
+from core.outbox.writer import NOTIFY_CHANNEL
+from core.process import listen_for_wakeups, serve_metrics, stop_on_signals
+from orders.settings import OrdersSettings
+
+log = structlog.get_logger(__name__)
+
+
+async def run_publisher(settings: OrdersSettings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    stop_on_signals(stop)
+    registry = CollectorRegistry()
+    serve_metrics(registry, settings.server.host, settings.outbox.metrics_port)
+    engine = build_engine(settings.database)
+    redis = Redis.from_url(
+        settings.redis.url.get_secret_value(),
+        socket_timeout=settings.redis.socket_timeout_seconds,
+        socket_connect_timeout=settings.redis.socket_timeout_seconds,
+    )
+    broker = RedisStreamsBroker(
+        redis,
+        maxlen=settings.outbox.stream_maxlen,
+        timeout_seconds=settings.outbox.publish_timeout_seconds,
+    )
+    publisher = OutboxPublisher(engine, broker, settings.outbox, OutboxMetrics(registry))
+    listener = None
+    if settings.events.notify:
+        listener = asyncio.create_task(
+            listen_for_wakeups(settings.database, NOTIFY_CHANNEL, publisher.wake, stop)
+        )
+    log.info("outbox.publisher_started", batch_size=settings.outbox.batch_size)
+    try:
+        await publisher.run(stop)
+    finally:
+        if listener is not None:
+            stop.set()
+            await listener
+        await broker.close()
+        await engine.dispose()
