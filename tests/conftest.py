@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.database import Base, build_engine, build_session_factory
@@ -17,18 +19,32 @@ from orders.events import order_events
 from orders.main import create_app
 from orders.settings import OrdersSettings
 from orders.unit_of_work import OrdersUnitOfWork
-from tests.support import connect, drop_database, serve_in_process
+from tests.support import RedisServer, connect, drop_database, serve_in_process
 
 TABLES = tuple(Base.metadata.tables)
 
 
 @pytest.fixture(scope="session")
-def settings() -> OrdersSettings:
-    """Settings for a database of this run's own, on the server the environment names."""
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this run's own: tests never touch the shared one."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(redis_server: RedisServer) -> OrdersSettings:
+    """A database of this run's own on the configured server, and this run's Redis."""
     name = f"orders_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     base = OrdersSettings(environment=Environment.TEST)
     database = base.database.model_copy(update={"name": name, "pool_size": 5})
-    return base.model_copy(update={"database": database})
+    redis = base.redis.model_copy(update={"url": SecretStr(redis_server.url)})
+    outbox = base.outbox.model_copy(update={"metrics_port": 0})
+    consumer = base.consumer.model_copy(update={"metrics_port": 0})
+    return base.model_copy(
+        update={"database": database, "redis": redis, "outbox": outbox, "consumer": consumer}
+    )
 
 
 @pytest.fixture(scope="session")
@@ -40,13 +56,21 @@ def migrated(settings: OrdersSettings) -> Iterator[OrdersSettings]:
 
 @pytest.fixture
 async def database(migrated: OrdersSettings) -> AsyncIterator[OrdersSettings]:
-    """The migrated test database; every table is emptied when the test ends."""
+    """The migrated test database and Redis; both are emptied when the test ends."""
     yield migrated
     connection = await connect(migrated)
     try:
         await connection.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
     finally:
         await connection.close()
+    async with Redis.from_url(migrated.redis.url.get_secret_value()) as redis:
+        await redis.flushall()
+
+
+@pytest.fixture
+async def redis(database: OrdersSettings) -> AsyncIterator[Redis]:
+    async with Redis.from_url(database.redis.url.get_secret_value()) as client:
+        yield client
 
 
 @pytest.fixture

@@ -1,8 +1,14 @@
 """Helpers shared by the tests."""
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -69,3 +75,91 @@ def drop_database(settings: OrdersSettings) -> None:
 
 
 type NewUow = Callable[[], OrdersUnitOfWork]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A throwaway redis-server on a free port, which a test may stop and start again."""
+
+    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.persistent = persistent
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        subprocess.run(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.persistent else "no",
+                "--appendfsync",
+                "always",
+                "--daemonize",
+                "yes",
+                "--dir",
+                str(self.directory),
+                "--pidfile",
+                str(self.directory / "redis.pid"),
+                "--logfile",
+                str(self.directory / "redis.log"),
+            ],
+            check=True,
+        )
+        self._wait(up=True)
+
+    def stop(self) -> None:
+        subprocess.run(
+            ["redis-cli", "-p", str(self.port), "shutdown"],
+            check=False,
+            capture_output=True,
+        )
+        self._wait(up=False)
+
+    def _wait(self, *, up: bool) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            answered = (
+                subprocess.run(
+                    ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
+                ).stdout.strip()
+                == b"PONG"
+            )
+            if answered == up:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"redis on {self.port} did not {'start' if up else 'stop'}")
+
+
+def service_env(settings: OrdersSettings, **overrides: str) -> dict[str, str]:
+    """The environment for an `orders` process using the test database and Redis."""
+    return {
+        **os.environ,
+        "ORDERS_ENVIRONMENT": "test",
+        "ORDERS_DATABASE__NAME": settings.database.name,
+        "ORDERS_REDIS__URL": settings.redis.url.get_secret_value(),
+        "ORDERS_OUTBOX__METRICS_PORT": "0",
+        "ORDERS_CONSUMER__METRICS_PORT": "0",
+        **overrides,
+    }
+
+
+def start_command(settings: OrdersSettings, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    """`orders <args>` as its own process, as the image runs it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "orders", *args],
+        env=service_env(settings, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )

@@ -68,7 +68,7 @@ class StreamConsumer:
         self._streams = list(streams)
         self._handlers = handlers
         self._settings = settings
-        self._metrics = metrics
+        self.metrics = metrics
         self.name = name
         self.group = settings.group
         self._lease_ms = int(settings.handler_timeout_seconds * 2000)
@@ -143,13 +143,15 @@ class StreamConsumer:
         return claimed
 
     async def _reclaim_until(self, stop: asyncio.Event) -> None:
+        # Check often enough that the shortest backoff is kept to within a fifth of itself.
+        interval = min(RECLAIM_INTERVAL_SECONDS, self._settings.retry_base_seconds / 5)
         while not stop.is_set():
             try:
                 await self.reclaim_once()
             except RedisError as error:
                 log.warning("consumer.reclaim_failed", error=str(error))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=RECLAIM_INTERVAL_SECONDS)
+                await asyncio.wait_for(stop.wait(), timeout=interval)
 
     async def handle(self, delivery: Delivery) -> None:
         if not delivery.fields:  # trimmed or deleted while pending
@@ -174,7 +176,7 @@ class StreamConsumer:
         try:
             await self._run(handler, delivery, event)
         finally:
-            self._metrics.process_seconds.labels(delivery.stream).observe(
+            self.metrics.process_seconds.labels(delivery.stream).observe(
                 time.perf_counter() - started
             )
 
@@ -202,7 +204,7 @@ class StreamConsumer:
                 await self._dead_letter(delivery, f"failed: {error!r}", delivery.attempt)
             else:
                 bound.warning("consumer.message_failed", error=repr(error))
-                self._metrics.messages.labels(delivery.stream, "retry").inc()
+                self.metrics.messages.labels(delivery.stream, "retry").inc()
         else:
             await self._finish(delivery, event, "ok")
             bound.info("consumer.message_processed")
@@ -218,7 +220,7 @@ class StreamConsumer:
         if _text(await self._redis.get(key) or b"") == "done":
             await self._ack(delivery, "duplicate")
         else:
-            self._metrics.messages.labels(delivery.stream, "in_progress_elsewhere").inc()
+            self.metrics.messages.labels(delivery.stream, "in_progress_elsewhere").inc()
         return False
 
     async def _finish(self, delivery: Delivery, event: CloudEvent, result: str) -> None:
@@ -226,14 +228,14 @@ class StreamConsumer:
             pipeline.set(self._lease_key(event), "done", ex=self._settings.dedup_ttl_seconds)
             pipeline.xack(delivery.stream, self.group, delivery.entry_id)
             await pipeline.execute()
-        self._metrics.messages.labels(delivery.stream, result).inc()
+        self.metrics.messages.labels(delivery.stream, result).inc()
         lag = _lag_seconds(event.time)
         if lag is not None:
-            self._metrics.end_to_end_seconds.labels(delivery.stream).observe(lag)
+            self.metrics.end_to_end_seconds.labels(delivery.stream).observe(lag)
 
     async def _ack(self, delivery: Delivery, result: str) -> None:
         await self._redis.xack(delivery.stream, self.group, delivery.entry_id)
-        self._metrics.messages.labels(delivery.stream, result).inc()
+        self.metrics.messages.labels(delivery.stream, result).inc()
 
     async def _dead_letter(self, delivery: Delivery, reason: str, attempts: int) -> None:
         fields: dict[Any, Any] = {
@@ -248,7 +250,7 @@ class StreamConsumer:
             pipeline.xadd(dead_letter_stream(delivery.stream), fields)
             pipeline.xack(delivery.stream, self.group, delivery.entry_id)
             await pipeline.execute()
-        self._metrics.messages.labels(delivery.stream, "dead_letter").inc()
+        self.metrics.messages.labels(delivery.stream, "dead_letter").inc()
         log.error(
             "consumer.message_dead_lettered",
             stream=delivery.stream,

@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import signal
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import asyncpg
@@ -15,17 +15,34 @@ from core.settings import DatabaseSettings
 log = structlog.get_logger(__name__)
 
 
-def stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGTERM and SIGINT ask the loop to finish its current work and return."""
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT ask the worker to finish its current work and return."""
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
         loop.add_signal_handler(signum, stop.set)
+    try:
+        yield
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
-    if port:
-        start_http_server(port, addr=host, registry=registry)
-        log.info("metrics.serving", host=host, port=port)
+@contextlib.contextmanager
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Iterator[None]:
+    """Serve `registry` at http://host:port/metrics while inside; port 0 serves nothing."""
+    if not port:
+        yield
+        return
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    log.info("metrics.serving", host=host, port=port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 async def listen_for_wakeups(

@@ -22,9 +22,7 @@ log = structlog.get_logger(__name__)
 
 async def run_consumer(settings: OrdersSettings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
-    stop_on_signals(stop)
     registry = CollectorRegistry()
-    serve_metrics(registry, settings.server.host, settings.consumer.metrics_port)
     engine = build_engine(settings.database)
     redis = Redis.from_url(
         settings.redis.url.get_secret_value(),
@@ -43,7 +41,11 @@ async def run_consumer(settings: OrdersSettings, stop: asyncio.Event | None = No
     )
     log.info("consumer.started", consumer=consumer.name, streams=[settings.payments_stream])
     try:
-        await consumer.run(stop)
+        with (
+            stop_on_signals(stop),
+            serve_metrics(registry, settings.server.host, settings.consumer.metrics_port),
+        ):
+            await consumer.run(stop)
     finally:
         await redis.aclose()
         await engine.dispose()

@@ -19,9 +19,7 @@ log = structlog.get_logger(__name__)
 
 async def run_publisher(settings: OrdersSettings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
-    stop_on_signals(stop)
     registry = CollectorRegistry()
-    serve_metrics(registry, settings.server.host, settings.outbox.metrics_port)
     engine = build_engine(settings.database)
     redis = Redis.from_url(
         settings.redis.url.get_secret_value(),
@@ -41,7 +39,11 @@ async def run_publisher(settings: OrdersSettings, stop: asyncio.Event | None = N
         )
     log.info("outbox.publisher_started", batch_size=settings.outbox.batch_size)
     try:
-        await publisher.run(stop)
+        with (
+            stop_on_signals(stop),
+            serve_metrics(registry, settings.server.host, settings.outbox.metrics_port),
+        ):
+            await publisher.run(stop)
     finally:
         if listener is not None:
             stop.set()

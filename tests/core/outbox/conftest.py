@@ -1,0 +1,68 @@
+"""Fixtures for the outbox tests: events written straight into the table, publishers, reads."""
+
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.metrics import OutboxMetrics
+from core.outbox.broker import MessageBroker, RedisStreamsBroker
+from core.outbox.publisher import OutboxPublisher
+from core.outbox.tables import OutboxEvent
+from orders.settings import OrdersSettings
+
+TOPIC = "orders"
+type NewPublisher = Callable[..., OutboxPublisher]
+
+
+async def insert_events(engine: AsyncEngine, keys: Iterable[tuple[str, int]]) -> list[str]:
+    """One committed event per (aggregate id, version), in the order given; their ids."""
+    rows = [
+        {
+            "event_id": uuid.uuid4(),
+            "source": "/services/orders",
+            "type": "orders.order.note_changed.v1",
+            "subject": f"order/{aggregate}",
+            "topic": TOPIC,
+            "aggregate_type": "order",
+            "aggregate_id": aggregate,
+            "aggregate_version": version,
+            "data": {"order_id": aggregate, "note": f"v{version}"},
+        }
+        for aggregate, version in keys
+    ]
+    async with engine.begin() as connection:
+        await connection.execute(insert(OutboxEvent), rows)
+    return [str(row["event_id"]) for row in rows]
+
+
+async def read_stream(redis: Redis, stream: str = TOPIC) -> list[dict[str, str]]:
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(stream)  # type: ignore[assignment]
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+
+
+def versions_by_aggregate(entries: list[dict[str, str]]) -> dict[str, list[int]]:
+    seen: dict[str, list[int]] = {}
+    for entry in entries:
+        seen.setdefault(entry["partitionkey"], []).append(int(entry["sequence"]))
+    return seen
+
+
+def data(entry: dict[str, str]) -> Any:
+    return json.loads(entry["data"])
+
+
+@pytest.fixture
+def new_publisher(engine: AsyncEngine, redis: Redis, settings: OrdersSettings) -> NewPublisher:
+    def build(broker: MessageBroker | None = None, **overrides: Any) -> OutboxPublisher:
+        outbox = settings.outbox.model_copy(update=overrides)
+        broker = broker or RedisStreamsBroker(redis, maxlen=outbox.stream_maxlen, timeout_seconds=2)
+        return OutboxPublisher(engine, broker, outbox, OutboxMetrics(CollectorRegistry()))
+
+    return build

@@ -1,0 +1,256 @@
+"""The publisher on real PostgreSQL and Redis: order, exactly-once claims, failures, dead events."""
+
+import asyncio
+import json
+from collections.abc import Sequence
+
+from cloudevents.v1.http import from_json
+from redis.asyncio import Redis
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.events import CloudEvent
+from core.outbox.broker import (
+    BrokerUnavailableError,
+    MessageBroker,
+    PermanentPublishError,
+    PublishError,
+)
+from core.outbox.dead import discard_dead_event, list_dead_events, replay_dead_event
+from core.outbox.tables import DeadEvent, OutboxEvent
+from tests.core.outbox.conftest import (
+    NewPublisher,
+    insert_events,
+    read_stream,
+    versions_by_aggregate,
+)
+
+
+class RefusingBroker:
+    """Refuses the events whose ids it is given; passes everything else to the real broker."""
+
+    def __init__(self, inner: MessageBroker, refused: set[str], *, permanent: bool) -> None:
+        self.inner = inner
+        self.refused = refused
+        self.permanent = permanent
+        self.attempts: list[str] = []
+
+    async def publish(
+        self, messages: Sequence[tuple[str, CloudEvent]]
+    ) -> list[PublishError | None]:
+        self.attempts.extend(event.id for _, event in messages)
+        allowed = [(topic, event) for topic, event in messages if event.id not in self.refused]
+        results = iter(await self.inner.publish(allowed))
+        error = PermanentPublishError if self.permanent else PublishError
+        return [
+            error("refused by the test") if event.id in self.refused else next(results)
+            for _, event in messages
+        ]
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class DownBroker:
+    async def publish(
+        self,
+        messages: Sequence[tuple[str, CloudEvent]],  # noqa: ARG002
+    ) -> list[PublishError | None]:
+        raise BrokerUnavailableError("connection refused")
+
+    async def close(self) -> None:
+        pass
+
+
+async def count(engine: AsyncEngine, table: type[OutboxEvent] | type[DeadEvent]) -> int:
+    async with engine.connect() as connection:
+        return await connection.scalar(select(func.count()).select_from(table)) or 0
+
+
+async def test_events_are_published_in_version_order_and_removed(
+    engine: AsyncEngine, redis: Redis, new_publisher: NewPublisher
+) -> None:
+    ids = await insert_events(engine, [("a", 1), ("b", 1), ("a", 2), ("a", 3), ("b", 2)])
+    assert await new_publisher().publish_batch() == 5
+    entries = await read_stream(redis)
+    assert sorted(e["id"] for e in entries) == sorted(ids)
+    assert versions_by_aggregate(entries) == {"a": [1, 2, 3], "b": [1, 2]}
+    assert await count(engine, OutboxEvent) == 0
+    assert await new_publisher().publish_batch() == 0
+    assert len(await read_stream(redis)) == 5
+
+
+async def test_every_published_entry_is_a_valid_cloudevent(
+    engine: AsyncEngine, redis: Redis, new_publisher: NewPublisher
+) -> None:
+    await insert_events(engine, [("a", 1), ("a", 2)])
+    await new_publisher().publish_batch()
+    for entry in await read_stream(redis):
+        structured = {k: v for k, v in entry.items() if k != "data"} | {
+            "data": json.loads(entry["data"])
+        }
+        event = from_json(json.dumps(structured))  # the SDK's strict parser
+        assert event["specversion"] == "1.0"
+        assert event["type"] == "orders.order.note_changed.v1"
+        assert event["sequence"] == f"{int(entry['sequence']):020d}"
+        assert event.data == json.loads(entry["data"])
+
+
+async def test_batches_are_bounded_and_drain_in_order(
+    engine: AsyncEngine, redis: Redis, new_publisher: NewPublisher
+) -> None:
+    await insert_events(engine, [(f"k{k}", v) for v in range(1, 6) for k in range(10)])
+    publisher = new_publisher(batch_size=7)
+    batches = []
+    while published := await publisher.publish_batch():
+        batches.append(published)
+    assert max(batches) <= 7
+    assert sum(batches) == 50
+    assert all(
+        versions == [1, 2, 3, 4, 5]
+        for versions in versions_by_aggregate(await read_stream(redis)).values()
+    )
+
+
+async def test_two_publishers_at_once_publish_each_event_once(
+    engine: AsyncEngine, redis: Redis, new_publisher: NewPublisher
+) -> None:
+    ids = await insert_events(engine, [(f"k{k}", v) for v in range(1, 11) for k in range(30)])
+    first, second = new_publisher(batch_size=20), new_publisher(batch_size=20)
+
+    async def drain(publisher: object) -> None:
+        while await publisher.publish_batch():  # type: ignore[attr-defined]
+            pass
+
+    await asyncio.gather(drain(first), drain(second))
+    entries = await read_stream(redis)
+    assert sorted(e["id"] for e in entries) == sorted(ids)
+    assert all(v == list(range(1, 11)) for v in versions_by_aggregate(entries).values())
+
+
+async def test_commits_out_of_id_order_are_all_delivered_and_a_rollback_never(
+    engine: AsyncEngine, redis: Redis, new_publisher: NewPublisher
+) -> None:
+    """Open four transactions in id order, commit them in reverse, roll one back, publish
+    between the commits: a high-water-mark publisher would skip the late ones."""
+    publisher = new_publisher()
+    connections = [await engine.connect() for _ in range(4)]
+    transactions = [await connection.begin() for connection in connections]
+    insert_one = text("""INSERT INTO outbox_events (event_id, source, type, subject, topic,
+        aggregate_type, aggregate_id, aggregate_version, data)
+        VALUES (gen_random_uuid(), '/services/orders', 'orders.order.note_changed.v1', :key,
+        'orders', 'order', :key, 1, '{}') RETURNING id""")
+    ids = [
+        (await connection.execute(insert_one, {"key": f"tx{n}"})).scalar_one()
+        for n, connection in enumerate(connections)
+    ]
+    assert ids == sorted(ids)
+    for n in (3, 2, 1, 0):
+        if n == 1:
+            await transactions[n].rollback()
+        else:
+            await transactions[n].commit()
+        await publisher.publish_batch()
+    for connection in connections:
+        await connection.close()
+    delivered = sorted(e["partitionkey"] for e in await read_stream(redis))
+    assert delivered == ["tx0", "tx2", "tx3"]
+
+
+async def test_a_failing_event_backs_off_its_aggregate_only(
+    engine: AsyncEngine, redis: Redis, new_publisher: NewPublisher
+) -> None:
+    ids = await insert_events(engine, [("bad", 1), ("bad", 2), ("good", 1), ("good", 2)])
+    inner = new_publisher()._broker
+    broker = RefusingBroker(inner, {ids[0]}, permanent=False)
+    publisher = new_publisher(broker)
+    assert await publisher.publish_batch() == 2
+    assert versions_by_aggregate(await read_stream(redis)) == {"good": [1, 2]}
+    assert ids[1] not in broker.attempts  # never sent ahead of its predecessor
+
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                text(
+                    "SELECT aggregate_version, attempts, last_error, available_at > now()"
+                    " FROM outbox_events ORDER BY aggregate_version"
+                )
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [(1, 1, "refused by the test", True), (2, 0, None, True)]
+    assert await publisher.publish_batch() == 0  # both still backing off
+
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE outbox_events SET available_at = now()"))
+    broker.refused.clear()
+    assert await publisher.publish_batch() == 2
+    assert versions_by_aggregate(await read_stream(redis))["bad"] == [1, 2]
+
+
+async def test_a_poison_event_dies_and_blocks_only_its_aggregate(
+    engine: AsyncEngine, redis: Redis, new_publisher: NewPublisher
+) -> None:
+    ids = await insert_events(engine, [("poison", 1), ("poison", 2), ("fine", 1)])
+    broker = RefusingBroker(new_publisher()._broker, {ids[0]}, permanent=True)
+    publisher = new_publisher(broker)
+    assert await publisher.publish_batch() == 1
+    [dead] = await list_dead_events(engine)
+    assert (str(dead["event_id"]), dead["dead_reason"]) == (ids[0], "refused permanently")
+    await insert_events(engine, [("poison", 3), ("fine", 2)])
+    assert await publisher.publish_batch() == 1  # fine/2 only; poison/2 and /3 wait
+    assert versions_by_aggregate(await read_stream(redis)) == {"fine": [1, 2]}
+
+    broker.refused.clear()
+    assert await replay_dead_event(engine, dead["event_id"]) is True
+    assert await publisher.publish_batch() == 3
+    assert versions_by_aggregate(await read_stream(redis))["poison"] == [1, 2, 3]
+    assert await count(engine, DeadEvent) == 0
+
+
+async def test_an_event_dies_after_its_last_attempt_and_discarding_unblocks(
+    engine: AsyncEngine, redis: Redis, new_publisher: NewPublisher
+) -> None:
+    ids = await insert_events(engine, [("flaky", 1), ("flaky", 2)])
+    broker = RefusingBroker(new_publisher()._broker, {ids[0]}, permanent=False)
+    publisher = new_publisher(broker, max_attempts=3)
+    for _ in range(3):
+        await publisher.publish_batch()
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE outbox_events SET available_at = now()"))
+    [dead] = await list_dead_events(engine)
+    assert (dead["attempts"], dead["dead_reason"]) == (3, "gave up after 3 attempts")
+    assert broker.attempts == [ids[0]] * 3
+    assert await publisher.publish_batch() == 0  # flaky/2 is held behind the dead event
+
+    assert await discard_dead_event(engine, dead["event_id"]) is True
+    assert await publisher.publish_batch() == 1
+    assert versions_by_aggregate(await read_stream(redis)) == {"flaky": [2]}
+
+
+async def test_with_the_skip_policy_a_dead_event_does_not_hold_back_its_aggregate(
+    engine: AsyncEngine, redis: Redis, new_publisher: NewPublisher
+) -> None:
+    ids = await insert_events(engine, [("poison", 1), ("poison", 2)])
+    broker = RefusingBroker(new_publisher()._broker, {ids[0]}, permanent=True)
+    publisher = new_publisher(broker, poison_policy="skip")
+    await publisher.publish_batch()
+    assert await publisher.publish_batch() == 1
+    assert versions_by_aggregate(await read_stream(redis)) == {"poison": [2]}
+
+
+async def test_an_unreachable_broker_loses_nothing(
+    engine: AsyncEngine, new_publisher: NewPublisher
+) -> None:
+    await insert_events(engine, [("a", 1), ("b", 1)])
+    publisher = new_publisher(DownBroker())
+    try:
+        await publisher.publish_batch()
+    except BrokerUnavailableError:
+        pass
+    else:
+        raise AssertionError("the outage was not reported")
+    async with engine.connect() as connection:
+        attempts = (
+            (await connection.execute(text("SELECT attempts FROM outbox_events"))).scalars().all()
+        )
+    assert attempts == [0, 0]  # an outage is nobody's fault: no attempt is spent

@@ -1,0 +1,115 @@
+"""The write side: an event row in the business transaction, or nothing at all."""
+
+import uuid
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.database import build_session_factory
+from core.events import EventPayload, EventRegistry, EventTooLargeError, UnknownEventTypeError
+from core.outbox.tables import OutboxEvent
+from core.outbox.writer import OutboxWriter
+from orders.events import ORDER_EVENTS
+from orders.models import Order
+from orders.settings import OrdersSettings
+from orders.unit_of_work import OrdersUnitOfWork
+from tests.support import NewUow, order_payload
+
+
+async def outbox_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(select(OutboxEvent.__table__).order_by(OutboxEvent.id))
+        return [dict(row) for row in rows.mappings()]
+
+
+async def count_orders(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return await connection.scalar(select(func.count()).select_from(Order)) or 0
+
+
+async def test_placing_an_order_writes_its_event_in_the_same_transaction(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    order = (await client.post("/v1/orders", json=order_payload())).json()
+    [row] = await outbox_rows(engine)
+    assert row["type"] == "orders.order.placed.v1"
+    assert row["source"] == "/services/orders"
+    assert row["subject"] == f"order/{order['id']}"
+    assert (row["aggregate_type"], row["aggregate_id"], row["aggregate_version"]) == (
+        "order",
+        order["id"],
+        1,
+    )
+    assert row["topic"] == "orders"
+    assert row["dataschema"] == "urn:orders:event-schema:orders.order.placed.v1"
+    assert row["data"]["total"] == "44.98"
+    assert row["data"]["lines"][0] == {"sku": "SKU-1001", "quantity": 2, "unit_price": "19.99"}
+    assert uuid.UUID(str(row["event_id"])).version == 7
+
+
+async def test_every_change_records_one_event_with_the_new_version(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    order_id = (await client.post("/v1/orders", json=order_payload())).json()["id"]
+    await client.patch(f"/v1/orders/{order_id}", json={"note": "new note"})
+    lines = [{"sku": "SKU-9", "quantity": 1, "unit_price": "1.00"}]
+    await client.patch(f"/v1/orders/{order_id}", json={"lines": lines})
+    await client.patch(f"/v1/orders/{order_id}", json={})  # no change, no event
+    await client.post(f"/v1/orders/{order_id}/confirm")
+    rows = await outbox_rows(engine)
+    assert [(r["type"], r["aggregate_version"]) for r in rows] == [
+        ("orders.order.placed.v1", 1),
+        ("orders.order.note_changed.v1", 2),
+        ("orders.order.lines_changed.v1", 3),
+        ("orders.order.confirmed.v1", 4),
+    ]
+    assert rows[2]["data"]["note"] == "new note"
+    assert rows[3]["data"]["total"] == "1.00"
+
+
+async def test_a_refused_change_writes_no_event(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    order_id = (await client.post("/v1/orders", json=order_payload())).json()["id"]
+    await client.post(f"/v1/orders/{order_id}/cancel")
+    assert (await client.post(f"/v1/orders/{order_id}/cancel")).status_code == 409
+    assert (await client.post("/v1/orders", json=order_payload(lines=[]))).status_code == 422
+    rows = await outbox_rows(engine)
+    assert [r["type"] for r in rows] == ["orders.order.placed.v1", "orders.order.cancelled.v1"]
+    assert rows[1]["data"] == {"order_id": order_id, "reason": "requested"}
+
+
+class Oversized(EventPayload):
+    name: ClassVar[str] = "order.oversized"
+    topic: ClassVar[str] = "orders"
+    aggregate_type: ClassVar[str] = "order"
+
+    blob: str
+
+
+async def test_an_unregistered_event_fails_before_anything_is_written(
+    new_uow: NewUow, engine: AsyncEngine
+) -> None:
+    order = Order(id=uuid.uuid4(), customer_id=uuid.uuid4(), currency="EUR", lines=[])
+    async with new_uow() as uow:
+        uow.orders.add(order)
+        with pytest.raises(UnknownEventTypeError):
+            uow.add_event(order, Oversized(blob="x"))
+    assert (await outbox_rows(engine), await count_orders(engine)) == ([], 0)
+
+
+async def test_an_event_over_64_kib_is_refused_and_nothing_is_written(
+    engine: AsyncEngine, settings: OrdersSettings
+) -> None:
+    registry = EventRegistry("orders", [*ORDER_EVENTS, Oversized])
+    uow = OrdersUnitOfWork(build_session_factory(engine), OutboxWriter(registry, settings.events))
+    order = Order(id=uuid.uuid4(), customer_id=uuid.uuid4(), currency="EUR", lines=[])
+    async with uow:
+        uow.orders.add(order)
+        uow.add_event(order, Oversized(blob="x" * 60_000))  # under the limit: accepted
+        with pytest.raises(EventTooLargeError):
+            uow.add_event(order, Oversized(blob="x" * 70_000))
+    assert (await outbox_rows(engine), await count_orders(engine)) == ([], 0)

@@ -1,0 +1,147 @@
+"""Payments close the loop: the consumer process confirms or cancels orders, exactly once."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.consumer import dead_letter_stream
+from core.dead_letters import list_dead_letters
+from core.events import CloudEvent
+from core.outbox.tables import OutboxEvent
+from orders.consumer import run_consumer
+from orders.settings import OrdersSettings
+from tests.support import order_payload
+
+type Pay = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def consumer(database: OrdersSettings) -> AsyncIterator[None]:
+    """The real consumer, as `orders consume` wires it, running in the background."""
+    options = database.consumer.model_copy(update={"block_ms": 50, "retry_base_seconds": 0.1})
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_consumer(database.model_copy(update={"consumer": options}), stop)
+    )
+    yield
+    stop.set()
+    await task
+
+
+@pytest.fixture
+def pay(redis: Redis) -> Pay:
+    """Plays the payments service: appends one of its events to the payments stream."""
+
+    async def publish(kind: str, order_id: str, event_id: str | None = None, **data: object) -> str:
+        event_id = event_id or str(uuid.uuid4())
+        body = {"payment_id": str(uuid.uuid4()), "order_id": order_id, **data}
+        if kind == "succeeded":
+            body = {"amount": "44.98", "currency": "EUR", **body}
+        event = CloudEvent(
+            id=event_id,
+            source="/services/payments",
+            type=f"payments.payment.{kind}.v1",
+            subject=f"payment/{body['payment_id']}",
+            time="2026-11-21T10:00:00Z",
+            data=body,
+            partitionkey=str(body["payment_id"]),
+            sequence="00000000000000000001",
+        )
+        await redis.xadd("payments", event.to_fields())  # type: ignore[arg-type]
+        return event_id
+
+    return publish
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 5) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the condition never held")
+
+
+async def order_events(engine: AsyncEngine, order_id: str) -> list[str]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(OutboxEvent.type)
+            .where(OutboxEvent.aggregate_id == order_id)
+            .order_by(OutboxEvent.aggregate_version)
+        )
+        return list(rows.scalars())
+
+
+async def status_of(client: httpx.AsyncClient, order_id: str) -> str:
+    return str((await client.get(f"/v1/orders/{order_id}")).json()["status"])
+
+
+async def test_a_successful_payment_confirms_the_order_once(
+    client: httpx.AsyncClient, engine: AsyncEngine, pay: Pay, consumer: None
+) -> None:
+    order_id = (await client.post("/v1/orders", json=order_payload())).json()["id"]
+    event_id = await pay("succeeded", order_id)
+    await pay("succeeded", order_id, event_id=event_id)  # redelivered by the payments service
+
+    async def confirmed() -> bool:
+        return await status_of(client, order_id) == "confirmed"
+
+    await eventually(confirmed)
+    await asyncio.sleep(0.3)  # room for the duplicate to do harm, were it to
+    order = (await client.get(f"/v1/orders/{order_id}")).json()
+    assert order["version"] == 2
+    assert await order_events(engine, order_id) == [
+        "orders.order.placed.v1",
+        "orders.order.confirmed.v1",
+    ]
+
+
+async def test_a_failed_payment_cancels_the_order(
+    client: httpx.AsyncClient, engine: AsyncEngine, pay: Pay, consumer: None
+) -> None:
+    order_id = (await client.post("/v1/orders", json=order_payload())).json()["id"]
+    await pay("failed", order_id, reason="card declined")
+
+    async def cancelled() -> bool:
+        return await status_of(client, order_id) == "cancelled"
+
+    await eventually(cancelled)
+    async with engine.connect() as connection:
+        data = await connection.scalar(
+            select(OutboxEvent.data).where(OutboxEvent.type == "orders.order.cancelled.v1")
+        )
+    assert data == {"order_id": order_id, "reason": "payment_failed"}
+
+
+async def test_a_payment_for_a_cancelled_order_is_dead_lettered(
+    client: httpx.AsyncClient, redis: Redis, pay: Pay, consumer: None
+) -> None:
+    order_id = (await client.post("/v1/orders", json=order_payload())).json()["id"]
+    await client.post(f"/v1/orders/{order_id}/cancel")
+    await pay("succeeded", order_id)
+
+    async def dead_lettered() -> bool:
+        return await redis.xlen(dead_letter_stream("payments")) == 1
+
+    await eventually(dead_lettered)
+    [letter] = await list_dead_letters(redis, "payments")
+    assert letter["dlq_reason"] == f"rejected: order {order_id} is cancelled; cannot confirm it"
+    assert await status_of(client, order_id) == "cancelled"
+
+
+async def test_a_payment_event_breaking_its_schema_is_dead_lettered(
+    redis: Redis, pay: Pay, consumer: None
+) -> None:
+    await pay("failed", "not-a-uuid", reason="card declined")
+
+    async def dead_lettered() -> bool:
+        return await redis.xlen(dead_letter_stream("payments")) == 1
+
+    await eventually(dead_lettered)
+    [letter] = await list_dead_letters(redis, "payments")
+    assert letter["dlq_reason"].startswith("rejected: 1 validation error for PaymentFailed")
