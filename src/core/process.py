@@ -68,6 +68,7 @@ async def listen_for_wakeups(
             await connection.add_listener(channel, lambda *_: wake.set())
             connection.add_termination_listener(lambda _, lost=lost: lost.set())
             log.info("outbox.listening", channel=channel)
+            wake.set()  # catch up on whatever committed while nobody listened
             with contextlib.suppress(asyncio.CancelledError):
                 await _first(stop.wait(), lost.wait())
             with contextlib.suppress(Exception):

@@ -22,6 +22,7 @@ from core.outbox.dead import (
     replay_dead_event,
     show_dead_event,
 )
+from orders.catalogue import write_catalogue
 from orders.consumer import run_consumer
 from orders.settings import OrdersSettings
 from orders.worker import run_publisher
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     letters.add_argument("action", choices=["list", "show", "replay"])
     letters.add_argument("entry_id", nargs="?")
     letters.add_argument("--stream", help="the consumed stream (default: the payments stream)")
+    commands.add_parser("catalogue", help="write docs/events: AsyncAPI and the event schemas")
     return parser
 
 
@@ -124,6 +126,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         case "dead-letters":
             stream = args.stream or settings.payments_stream
             _print(asyncio.run(dead_letters(settings, args.action, args.entry_id, stream)))
+        case "catalogue":
+            problems = write_catalogue(settings)
+            if problems:
+                raise SystemExit(
+                    "published event schemas would break; add a new version instead:\n  "
+                    + "\n  ".join(problems)
+                )
 
 
 def _print(result: object) -> None:
