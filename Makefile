@@ -7,7 +7,7 @@ UV := $(shell if uv --version >/dev/null 2>&1; then echo uv; \
 	else python3 -m pip install --quiet --disable-pip-version-check uv >&2 && echo "python3 -m uv"; fi)
 RUN := $(UV) run --frozen
 
-.PHONY: help install run serve migrate revision test test-fast lint fmt check
+.PHONY: help install run serve publish consume migrate revision catalogue test test-fast lint fmt check bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -15,10 +15,23 @@ help: ## list the targets
 install: ## create .venv from uv.lock
 	$(UV) sync --frozen
 
-run: install migrate serve ## create and migrate the database, then serve on 127.0.0.1:8000
+run: install migrate ## migrate, then the API (127.0.0.1:8000), publisher and consumer together
+	ORDERS_COMMAND="$(RUN) orders" scripts/run-all
 
-serve: ## serve the API (ORDERS_SERVER__* settings)
+serve: ## the API alone (ORDERS_SERVER__* settings)
 	$(RUN) orders serve
+
+publish: ## the outbox publisher alone
+	$(RUN) orders publish
+
+consume: ## the payments consumer alone
+	$(RUN) orders consume
+
+catalogue: ## regenerate docs/events (AsyncAPI, event schemas); refuses breaking changes
+	$(RUN) orders catalogue
+
+bench: install ## outbox drain rate and commit-to-publish latency against their targets
+	$(RUN) python -m benchmarks.outbox
 
 migrate: ## create the database when missing and apply every migration
 	$(RUN) orders migrate

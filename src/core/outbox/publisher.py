@@ -35,29 +35,37 @@ log = structlog.get_logger(__name__)
 # First half of the two-int advisory lock key, so ours never collide with other users of locks.
 LOCK_NAMESPACE = 0x6F7574
 
-_COLUMNS = """e.id, e.event_id, e.source, e.type, e.subject, e.topic, e.aggregate_type,
-    e.aggregate_id, e.aggregate_version, e.data, e.dataschema, e.traceparent, e.tracestate,
-    e.occurred_at, e.attempts, e.available_at <= now() AS ready,
-    extract(epoch FROM clock_timestamp() - e.occurred_at) AS age_seconds"""
-
 _NOT_BLOCKED = """AND NOT EXISTS (SELECT 1 FROM outbox_dead_events d
     WHERE d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id)"""
 
-_CLAIM = """
+# 1. Lock up to `batch` aggregates that have a ready event, skipping those another publisher
+#    holds. Transaction-scoped: released at commit, or when the connection dies.
+_LOCK_KEYS = """
 WITH candidates AS (
     SELECT DISTINCT aggregate_type, aggregate_id FROM (
         SELECT o.aggregate_type, o.aggregate_id FROM outbox_events o
         WHERE o.available_at <= now() {not_blocked}
         ORDER BY o.available_at, o.id LIMIT :window
     ) AS ready
-), locked AS (
-    SELECT aggregate_type, aggregate_id FROM candidates
-    WHERE pg_try_advisory_xact_lock(:namespace, hashtext(aggregate_type || ':' || aggregate_id))
 )
-SELECT {columns} FROM outbox_events e JOIN locked USING (aggregate_type, aggregate_id)
-ORDER BY e.aggregate_type, e.aggregate_id, e.aggregate_version
-LIMIT :batch FOR UPDATE OF e
+SELECT aggregate_type, aggregate_id FROM candidates
+WHERE pg_try_advisory_xact_lock(:namespace, hashtext(aggregate_type || ':' || aggregate_id))
+LIMIT :batch
 """
+
+# 2. A new statement, so a new snapshot taken after the locks: rows another publisher deleted
+#    before releasing a key are gone. Each key's oldest events, in version order.
+_LOAD = text("""
+SELECT e.*, e.available_at <= now() AS ready,
+    extract(epoch FROM clock_timestamp() - e.occurred_at) AS age_seconds
+FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(aggregate_type, aggregate_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM outbox_events o
+    WHERE o.aggregate_type = k.aggregate_type AND o.aggregate_id = k.aggregate_id
+    ORDER BY o.aggregate_version LIMIT :per_key
+) AS e
+ORDER BY e.aggregate_type, e.aggregate_id, e.aggregate_version
+""")
 
 _GAUGES = text("""
 SELECT (SELECT count(*) FROM outbox_events),
@@ -108,14 +116,14 @@ class OutboxPublisher:
         self._settings = settings
         self._metrics = metrics
         not_blocked = _NOT_BLOCKED if settings.poison_policy == "block" else ""
-        self._claim = text(_CLAIM.format(not_blocked=not_blocked, columns=_COLUMNS))
+        self._lock_keys = text(_LOCK_KEYS.format(not_blocked=not_blocked))
         self.wake = asyncio.Event()
 
     async def publish_batch(self) -> int:
         """Publish one batch in one transaction; returns how many events the broker took."""
         async with self._engine.begin() as connection:
             started = time.perf_counter()
-            rows = (await connection.execute(self._claim, self._claim_parameters())).all()
+            rows = await self._claim(connection)
             self._metrics.claim_seconds.observe(time.perf_counter() - started)
             if not rows:
                 return 0
@@ -126,12 +134,28 @@ class OutboxPublisher:
             raise outcome.broker_unavailable
         return len(outcome.published)
 
-    def _claim_parameters(self) -> dict[str, int]:
-        return {
+    async def _claim(self, connection: AsyncConnection) -> Sequence[Row[Any]]:
+        batch = self._settings.batch_size
+        parameters = {
             "window": self._settings.candidate_window,
-            "batch": self._settings.batch_size,
+            "batch": batch,
             "namespace": LOCK_NAMESPACE,
         }
+        keys = (await connection.execute(self._lock_keys, parameters)).all()
+        if not keys:
+            return []
+        # Spread the batch over the locked keys: fewer publish rounds than one deep key.
+        per_key = batch // len(keys)
+        return (
+            await connection.execute(
+                _LOAD,
+                {
+                    "types": [key.aggregate_type for key in keys],
+                    "ids": [key.aggregate_id for key in keys],
+                    "per_key": per_key,
+                },
+            )
+        ).all()
 
     async def _publish(self, runs: list[list[Row[Any]]]) -> BatchOutcome:
         """Round r sends the r-th event of every aggregate whose earlier ones all went out."""
