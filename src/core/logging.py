@@ -30,8 +30,21 @@ class _StdoutHandler(logging.StreamHandler[TextIO]):
         pass
 
 
-def configure_logging(settings: CoreSettings) -> None:
-    """Route structlog and stdlib records (uvicorn, SQLAlchemy, alembic) through one renderer."""
+class _StderrHandler(_StdoutHandler):
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: object) -> None:
+        pass
+
+
+def configure_logging(settings: CoreSettings, *, to_stderr: bool = False) -> None:
+    """Route structlog and stdlib records (uvicorn, SQLAlchemy, alembic) through one renderer.
+
+    Services log to stdout; commands whose stdout is their answer log to stderr.
+    """
     service = {"service": settings.service_name, "environment": str(settings.environment)}
 
     def add_service(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -61,7 +74,7 @@ def configure_logging(settings: CoreSettings) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = _StdoutHandler()
+    handler = _StderrHandler() if to_stderr else _StdoutHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

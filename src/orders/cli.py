@@ -89,6 +89,9 @@ def _required(value: str | None) -> str:
     return value
 
 
+_ANSWERING_COMMANDS = {"dead-events", "dead-letters"}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orders", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -111,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     settings = OrdersSettings()
-    configure_logging(settings)
+    configure_logging(settings, to_stderr=args.command in _ANSWERING_COMMANDS)
     match args.command:
         case "migrate":
             migrate(settings, args.alembic_ini)

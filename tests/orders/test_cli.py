@@ -1,0 +1,74 @@
+"""The operator commands, run as `orders ...` runs them: JSON answers on stdout."""
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.consumer import dead_letter_stream
+from orders.cli import main
+from orders.settings import OrdersSettings
+from tests.core.outbox.conftest import insert_events
+
+
+@pytest.fixture
+def environment(database: OrdersSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDERS_DATABASE__NAME", database.database.name)
+    monkeypatch.setenv("ORDERS_REDIS__URL", database.redis.url.get_secret_value())
+
+
+async def answer(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    """Run the command in a thread of its own: it starts its own event loop."""
+    capsys.readouterr()
+    await asyncio.to_thread(main, list(argv))
+    return json.loads(capsys.readouterr().out)
+
+
+async def bury(engine: AsyncEngine) -> str:
+    [event_id] = await insert_events(engine, [("agg", 1)])
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("""WITH gone AS (DELETE FROM outbox_events RETURNING *)
+            INSERT INTO outbox_dead_events (id, event_id, source, type, subject, topic,
+                aggregate_type, aggregate_id, aggregate_version, data, dead_reason)
+            SELECT id, event_id, source, type, subject, topic, aggregate_type, aggregate_id,
+                aggregate_version, data, 'refused permanently' FROM gone""")
+        )
+    return event_id
+
+
+async def test_dead_events_are_listed_shown_and_replayed(
+    engine: AsyncEngine, environment: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event_id = await bury(engine)
+    [listed] = await answer(capsys, "dead-events", "list")
+    assert (listed["event_id"], listed["dead_reason"]) == (event_id, "refused permanently")
+    assert (await answer(capsys, "dead-events", "show", event_id))["aggregate_id"] == "agg"
+    assert await answer(capsys, "dead-events", "replay", event_id) == {
+        "event_id": event_id,
+        "replay": True,
+    }
+    assert await answer(capsys, "dead-events", "list") == []
+    assert (await answer(capsys, "dead-events", "discard", str(uuid.uuid4())))["discard"] is False
+
+
+async def test_dead_letters_are_listed_shown_and_replayed(
+    redis: Redis, environment: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await redis.xadd(dead_letter_stream("payments"), {"id": "evt-9", "dlq_reason": "rejected"})
+    [letter] = await answer(capsys, "dead-letters", "list")
+    assert (letter["id"], letter["dlq_reason"]) == ("evt-9", "rejected")
+    assert (await answer(capsys, "dead-letters", "show", letter["entry_id"]))["id"] == "evt-9"
+    replayed = await answer(capsys, "dead-letters", "replay", letter["entry_id"])
+    assert replayed["replayed_as"] is not None
+    assert await answer(capsys, "dead-letters", "list") == []
+
+
+def test_an_action_on_one_item_needs_its_id(environment: None) -> None:
+    with pytest.raises(SystemExit, match="needs an id"):
+        main(["dead-events", "show"])
