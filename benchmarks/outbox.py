@@ -57,6 +57,14 @@ def row(aggregate: int, version: int) -> dict[str, object]:
     }
 
 
+async def stream(redis: Redis) -> list[tuple[str, dict[str, str]]]:
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange("orders")  # type: ignore[assignment]
+    return [
+        (entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()})
+        for entry_id, fields in entries
+    ]
+
+
 async def drain(settings: OrdersSettings, engine: AsyncEngine, redis: Redis) -> tuple[float, int]:
     rows = [row(a, v) for v in range(1, BACKLOG // AGGREGATES + 1) for a in range(AGGREGATES)]
     async with engine.begin() as connection:
@@ -69,15 +77,15 @@ async def drain(settings: OrdersSettings, engine: AsyncEngine, redis: Redis) -> 
     while batch := await publisher.publish_batch():
         published += batch
     elapsed = time.perf_counter() - started
-    versions: dict[bytes, list[int]] = {}
-    for _, fields in await redis.xrange("orders"):
-        versions.setdefault(fields[b"partitionkey"], []).append(int(fields[b"sequence"]))
+    versions: dict[str, list[int]] = {}
+    for _, fields in await stream(redis):
+        versions.setdefault(fields["partitionkey"], []).append(int(fields["sequence"]))
     violations = sum(v != sorted(v) for v in versions.values())
     return published / elapsed, violations
 
 
 async def latency(settings: OrdersSettings, engine: AsyncEngine, redis: Redis) -> list[float]:
-    publisher = subprocess.Popen(
+    publisher = subprocess.Popen(  # noqa: ASYNC220, S603 - our own command, started once
         [sys.executable, "-m", "orders", "publish"],
         env=service_env(settings, ORDERS_LOGGING__LEVEL="WARNING"),
     )
@@ -96,10 +104,10 @@ async def latency(settings: OrdersSettings, engine: AsyncEngine, redis: Redis) -
         publisher.terminate()
         publisher.wait()
     delays = []
-    for entry_id, fields in await redis.xrange("orders", min="-", max="+"):
-        event_id = fields[b"id"].decode()
+    for entry_id, fields in await stream(redis):
+        event_id = fields["id"]
         if event_id in committed:
-            broker_time = int(entry_id.decode().split("-")[0]) / 1000
+            broker_time = int(entry_id.split("-")[0]) / 1000
             delays.append(max(0.0, broker_time - committed[event_id]))
     return delays
 
