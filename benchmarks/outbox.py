@@ -85,7 +85,7 @@ async def drain(settings: OrdersSettings, engine: AsyncEngine, redis: Redis) -> 
 
 
 async def latency(settings: OrdersSettings, engine: AsyncEngine, redis: Redis) -> list[float]:
-    publisher = subprocess.Popen(  # noqa: ASYNC220, S603 - our own command, started once
+    publisher = subprocess.Popen(  # noqa: ASYNC220 - our own command, started once
         [sys.executable, "-m", "orders", "publish"],
         env=service_env(settings, ORDERS_LOGGING__LEVEL="WARNING"),
     )
