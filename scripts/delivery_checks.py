@@ -7,21 +7,18 @@
 """
 
 import argparse
-import ast
 import io
-import itertools
-import json
 import os
 import re
-import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import yaml
+from delivery_commands import compare, load_yaml
+from delivery_dockerfile import image_problems
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -43,12 +40,12 @@ SQUAWK_EXCLUDED = {
 # other session can hold a lock on its brand-new tables, so there is nothing to wait for.
 SQUAWK_EXCLUDED_FOR_NEW_SCHEMA = {"require-lock-timeout", "require-statement-timeout"}
 
-# Subcommands that compose.yml runs and that another change is adding to the CLI right now.
-# While `orders --help` lacks one, the check names it and passes (`--strict` fails instead);
-# once the CLI has it, it is checked like any other, and this entry can go.
-AWAITED_SUBCOMMANDS = {"publish": "the outbox publisher", "consume": "the event consumer"}
-# The tests of these files run no service command themselves; their broken samples would count.
-NOT_SCANNED_FOR_COMMANDS = ("tests/delivery",)
+
+@dataclass
+class Options:
+    root: Path
+    strict: bool = False  # awaited subcommands fail too
+    notes: list[str] = field(default_factory=list)  # printed whether or not the check passes
 
 
 def run(root: Path, *args: str, stdin: str | None = None) -> tuple[bool, str]:
@@ -59,16 +56,10 @@ def run(root: Path, *args: str, stdin: str | None = None) -> tuple[bool, str]:
     return result.returncode == 0, (result.stdout + result.stderr).strip()
 
 
-@dataclass
-class Options:
-    root: Path
-    strict: bool = False  # awaited subcommands fail too
-    notes: list[str] = field(default_factory=list)  # printed whether or not the check passes
-
-
-def hadolint(options: Options) -> list[str]:
+def dockerfile(options: Options) -> list[str]:
+    """hadolint, then what hadolint does not check: the final stage's user, tools and deps."""
     ok, output = run(options.root, "hadolint", "--no-color", "Dockerfile")
-    return [] if ok else [output]
+    return ([] if ok else [output]) + image_problems(options.root / "Dockerfile")
 
 
 def compose(options: Options) -> list[str]:
@@ -147,124 +138,17 @@ def postgres_version(root: Path) -> str | None:
 
 def commands(options: Options) -> list[str]:
     """What the image and compose run is what the tests run, through the same entry points."""
-    root = options.root
-    defined = cli_subcommands(root)
-    tested, factories = commands_in_tests(root)
-    problems = []
-    for where, argv in commands_run(root):
-        program, rest = argv[0], argv[1:]
-        if program == "orders" and rest:
-            subcommand = rest[0]
-            if subcommand not in defined:
-                if subcommand in AWAITED_SUBCOMMANDS and not options.strict:
-                    awaited = f"{AWAITED_SUBCOMMANDS[subcommand]}, not in the CLI yet"
-                    options.notes.append(f"awaited: {where}: `orders {subcommand}` ({awaited})")
-                    continue
-                problems.append(f"{where}: `orders {subcommand}` is not a subcommand of `orders`")
-            elif subcommand not in tested:
-                problems.append(f"{where}: no test runs `orders {subcommand}`")
-        elif program == "uvicorn" and rest:
-            if rest[0] not in factories:
-                problems.append(f"{where}: no test builds the app from `{rest[0]}`")
-        else:
-            problems.append(f"{where}: runs `{shlex.join(argv)}`, which no test runs")
-    return problems
-
-
-def cli_subcommands(root: Path) -> set[str]:
-    ok, output = run(root, "orders", "--help")
-    found = re.search(r"\{([\w,-]+)\}", output)
-    if not ok or not found:
-        raise SystemExit(f"`orders --help` lists no subcommands:\n{output}")
-    return set(found[1].split(","))
-
-
-def commands_run(root: Path) -> Iterator[tuple[str, list[str]]]:
-    """(where, argv) of the Dockerfile's final stage and of every compose service of the image."""
-    instructions = final_stage(root / "Dockerfile")
-    entrypoint = json.loads(instructions.get("ENTRYPOINT", "[]"))
-    yield "Dockerfile CMD", [*entrypoint, *json.loads(instructions.get("CMD", "[]"))]
-    ours: set[str] = set()
-    for name in ("compose.yml", "compose-dev.yml"):
-        for service, spec in load_yaml(root / name).get("services", {}).items():
-            if "build" in spec:
-                ours.add(service)
-            if service in ours and "command" in spec:
-                argv = spec["command"]
-                yield f"{name} {service}", shlex.split(argv) if isinstance(argv, str) else argv
-
-
-def final_stage(dockerfile: Path) -> dict[str, str]:
-    """The last value of each instruction in the last stage (continuation lines joined)."""
-    text = re.sub(r"\\\n", " ", dockerfile.read_text())
-    stages = re.split(r"^FROM\s", text, flags=re.MULTILINE | re.IGNORECASE)
-    instructions = {}
-    for line in stages[-1].splitlines():
-        keyword, _, value = line.strip().partition(" ")
-        if value and not keyword.startswith("#"):
-            instructions[keyword.upper()] = value.strip()
-    return instructions
-
-
-def commands_in_tests(root: Path) -> tuple[set[str], set[str]]:
-    """The `orders` subcommands and the app factories that the test suite runs.
-
-    A subcommand counts when a test spells out its argv (`[..., "orders", "serve"]`), calls
-    `orders.cli.main(["migrate", ...])`, or calls the function of `orders.cli` named after it
-    (`migrate(settings)`). A factory counts when a test imports it: `from orders.main import
-    create_app` makes `orders.main:create_app`.
-    """
-    subcommands: set[str] = set()
-    factories: set[str] = set()
-    for path in sorted((root / "tests").rglob("*.py")):
-        if path.relative_to(root).as_posix().startswith(NOT_SCANNED_FOR_COMMANDS):
-            continue
-        tree = ast.parse(path.read_text(), str(path))
-        from_cli = imported_from(tree, "orders.cli")
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                factories |= {f"{node.module}:{alias.name}" for alias in node.names}
-            elif isinstance(node, ast.List | ast.Tuple):
-                subcommands |= argv_subcommands(node.elts)
-            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                original = from_cli.get(node.func.id)
-                if original == "main" and node.args and isinstance(node.args[0], ast.List):
-                    subcommands |= set(strings(node.args[0].elts)[:1])
-                elif original is not None:
-                    subcommands.add(original)
-    return subcommands, factories
-
-
-def imported_from(tree: ast.Module, module: str) -> dict[str, str]:
-    """Local name -> original name of everything the module imports from `module`."""
-    return {
-        alias.asname or alias.name: alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module == module
-        for alias in node.names
-    }
-
-
-def argv_subcommands(elements: list[ast.expr]) -> set[str]:
-    words = [e.value if isinstance(e, ast.Constant) else None for e in elements]
-    return {
-        after
-        for before, after in itertools.pairwise(words)
-        if before == "orders" and isinstance(after, str)
-    }
-
-
-def strings(elements: list[ast.expr]) -> list[str]:
-    return [e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)]
-
-
-def load_yaml(path: Path) -> dict[str, Any]:
-    loaded = yaml.safe_load(path.read_text()) if path.exists() else None
-    return loaded if isinstance(loaded, dict) else {}
+    ok, output = run(options.root, "orders", "--help")
+    listed = re.search(r"\{([\w,-]+)\}", output)
+    if not ok or not listed:
+        return [f"`orders --help` lists no subcommands:\n{output}"]
+    comparison = compare(options.root, set(listed[1].split(",")), strict=options.strict)
+    options.notes.extend(comparison.notes)
+    return comparison.problems
 
 
 CHECKS: dict[str, Callable[[Options], list[str]]] = {
-    "hadolint": hadolint,
+    "dockerfile": dockerfile,
     "compose": compose,
     "workflows": workflows,
     "migrations": migrations,
