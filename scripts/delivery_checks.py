@@ -7,6 +7,7 @@
 """
 
 import argparse
+import contextlib
 import io
 import os
 import re
@@ -138,13 +139,23 @@ def postgres_version(root: Path) -> str | None:
 
 def commands(options: Options) -> list[str]:
     """What the image and compose run is what the tests run, through the same entry points."""
-    ok, output = run(options.root, "orders", "--help")
-    listed = re.search(r"\{([\w,-]+)\}", output)
-    if not ok or not listed:
-        return [f"`orders --help` lists no subcommands:\n{output}"]
+    help_text = cli_help()
+    listed = re.search(r"\{([\w,-]+)\}", help_text)
+    if not listed:
+        return [f"`orders --help` lists no subcommands:\n{help_text}"]
     comparison = compare(options.root, set(listed[1].split(",")), strict=options.strict)
     options.notes.extend(comparison.notes)
     return comparison.problems
+
+
+def cli_help() -> str:
+    """What `orders --help` prints, from the parser of the installed CLI."""
+    from orders.cli import main as orders  # noqa: PLC0415 - a second to import; only here
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.suppress(SystemExit):
+        orders(["--help"])
+    return printed.getvalue()
 
 
 CHECKS: dict[str, Callable[[Options], list[str]]] = {
