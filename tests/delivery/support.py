@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -37,3 +38,22 @@ def replace_in(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path.name}"
     path.write_text(text.replace(old, new))
+
+
+def recipe(target: str) -> list[str]:
+    """The commands of a Makefile target, tab-indented lines after `target: ... ##`."""
+    lines = (REPO / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"{target}:.*## ", line))
+    commands = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        commands.append(line.strip())
+    return commands
+
+
+def make_variable(target: str, name: str) -> str:
+    makefile = (REPO / "Makefile").read_text()
+    found = re.search(rf"^{target}: export {name} := (.+)$", makefile, re.MULTILINE)
+    assert found, f"{target} sets no {name}"
+    return found[1].strip()

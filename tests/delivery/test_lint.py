@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.delivery.support import REPO
-from tests.delivery.test_workflows import make_variable, recipe
+from tests.delivery.support import REPO, make_variable, recipe
 
 LOCKED = "uv run --frozen "
 HOOKS: list[dict[str, Any]] = [

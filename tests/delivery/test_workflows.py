@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.delivery.support import REPO, copy_of_repo, delivery_check, replace_in
+from tests.delivery.support import (
+    REPO,
+    copy_of_repo,
+    delivery_check,
+    make_variable,
+    recipe,
+    replace_in,
+)
 
 WORKFLOW: dict[str, Any] = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
 
@@ -95,22 +102,3 @@ def test_dependabot_updates_the_lock_the_actions_and_the_images() -> None:
     config = yaml.safe_load((REPO / ".github" / "dependabot.yml").read_text())
     ecosystems = {update["package-ecosystem"] for update in config["updates"]}
     assert ecosystems == {"uv", "github-actions", "docker", "docker-compose"}
-
-
-def recipe(target: str) -> list[str]:
-    """The commands of a Makefile target, tab-indented lines after `target: ... ##`."""
-    lines = (REPO / "Makefile").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if re.match(rf"{target}:.*## ", line))
-    commands = []
-    for line in lines[start + 1 :]:
-        if not line.startswith("\t"):
-            break
-        commands.append(line.strip())
-    return commands
-
-
-def make_variable(target: str, name: str) -> str:
-    makefile = (REPO / "Makefile").read_text()
-    found = re.search(rf"^{target}: export {name} := (.+)$", makefile, re.MULTILINE)
-    assert found, f"{target} sets no {name}"
-    return found[1].strip()
