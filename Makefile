@@ -45,11 +45,16 @@ test: install ## the whole suite on real PostgreSQL and Redis, with the branch-c
 test-fast: install ## the suite without the slow drills
 	$(RUN) pytest -m "not slow"
 
-lint: install ## ruff, formatting, mypy strict and the import contracts
+# Every pre-commit hook, those that fix files run here as checks (so pre-commit skips them),
+# then the checks of the Dockerfile, compose, workflows, migrations and commands.
+lint: export SKIP := ruff-check,ruff-format,mypy,lint-imports,hadolint
+lint: install ## ruff, format, mypy, import contracts, pre-commit hooks, delivery checks
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
 	$(RUN) lint-imports
+	$(RUN) pre-commit run --all-files --show-diff-on-failure
+	$(RUN) scripts/delivery_checks.py
 
 fmt: install ## fix what ruff can fix and format
 	$(RUN) ruff check --fix .

@@ -19,6 +19,10 @@ if context.config.attributes.get("configure_logging", True):
     configure_logging(settings)
 
 
+# Every migration gives up rather than queue behind live traffic for long, or run forever.
+TIMEOUTS = ("SET lock_timeout = '5s'", "SET statement_timeout = '5min'")
+
+
 def run_offline() -> None:
     context.configure(
         url=url,
@@ -28,6 +32,8 @@ def run_offline() -> None:
         compare_server_default=True,
     )
     with context.begin_transaction():
+        for statement in TIMEOUTS:
+            context.execute(statement)
         context.run_migrations()
 
 
@@ -39,6 +45,8 @@ def _run_sync(connection: Connection) -> None:
         compare_server_default=True,
     )
     with context.begin_transaction():
+        for statement in TIMEOUTS:
+            context.execute(statement)
         context.run_migrations()
 
 

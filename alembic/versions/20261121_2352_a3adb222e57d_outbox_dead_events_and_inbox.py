@@ -34,7 +34,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "outbox_dead_events",
-        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column(
             "dead_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
         ),

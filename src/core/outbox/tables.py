@@ -64,7 +64,7 @@ class DeadEvent(_EventColumns, Base):
     __tablename__ = "outbox_dead_events"
     __table_args__ = (Index("ix_outbox_dead_events_aggregate", "aggregate_type", "aggregate_id"),)
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     dead_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     dead_reason: Mapped[str] = mapped_column(Text)
 

@@ -1,6 +1,7 @@
 """Payments close the loop: the consumer process confirms or cancels orders, exactly once."""
 
 import asyncio
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -16,7 +17,7 @@ from core.events import CloudEvent
 from core.outbox.tables import OutboxEvent
 from orders.consumer import run_consumer
 from orders.settings import OrdersSettings
-from tests.support import order_payload
+from tests.support import order_payload, start_command
 
 type Pay = Callable[..., Awaitable[str]]
 
@@ -145,3 +146,22 @@ async def test_a_payment_event_breaking_its_schema_is_dead_lettered(
     await eventually(dead_lettered)
     [letter] = await list_dead_letters(redis, "payments")
     assert letter["dlq_reason"].startswith("rejected: 1 validation error for PaymentFailed")
+
+
+async def test_the_consumer_process_confirms_and_stops_cleanly(
+    client: httpx.AsyncClient, database: OrdersSettings, pay: Pay
+) -> None:
+    order_id = (await client.post("/v1/orders", json=order_payload())).json()["id"]
+    process = start_command(database, "consume", ORDERS_CONSUMER__BLOCK_MS="100")
+    try:
+        await pay("succeeded", order_id)
+
+        async def confirmed() -> bool:
+            return await status_of(client, order_id) == "confirmed"
+
+        await eventually(confirmed, seconds=20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output.decode()
+    assert b'"event": "consumer.message_processed"' in output
