@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
+from cloudevents.v1.http import CloudEvent, from_json
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy import insert
@@ -54,8 +55,10 @@ def versions_by_aggregate(entries: list[dict[str, str]]) -> dict[str, list[int]]
     return seen
 
 
-def data(entry: dict[str, str]) -> Any:
-    return json.loads(entry["data"])
+def strictly_parsed(entry: dict[str, str]) -> CloudEvent:
+    """The stream entry as the CloudEvents SDK's strict parser reads it (structured mode)."""
+    structured = {k: v for k, v in entry.items() if k != "data"}
+    return from_json(json.dumps({**structured, "data": json.loads(entry["data"])}))
 
 
 @pytest.fixture

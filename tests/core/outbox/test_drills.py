@@ -10,13 +10,26 @@ from collections import Counter
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.consumer import StreamConsumer
+from core.database import build_session_factory
+from core.events import CloudEvent
+from core.metrics import ConsumerMetrics
 from core.outbox.tables import OutboxEvent
+from core.outbox.writer import OutboxWriter
+from core.unit_of_work import InboxEntry, UnitOfWork
+from orders.events import order_events
 from orders.settings import OrdersSettings
-from tests.core.outbox.conftest import insert_events, read_stream, versions_by_aggregate
+from tests.core.outbox.conftest import (
+    insert_events,
+    read_stream,
+    strictly_parsed,
+    versions_by_aggregate,
+)
 from tests.support import free_port, start_command
 
 
@@ -49,6 +62,7 @@ async def test_the_publisher_process_delivers_reports_and_stops_cleanly(
         await wait_until_drained(engine)
         entries = await read_stream(redis)
         assert sorted(e["id"] for e in entries) == sorted(ids)
+        assert all(strictly_parsed(entry)["source"] == "/services/orders" for entry in entries)
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
         assert "outbox_published_events_total 3.0" in metrics
@@ -103,3 +117,59 @@ async def test_kill_9_at_random_points_loses_nothing(
     assert set(delivered) == set(ids)
     duplicates = sum(delivered.values()) - len(ids)
     assert duplicates <= kills * batch
+
+    effects = await consume_with_effects(engine, redis, settings=database)
+    assert effects == dict.fromkeys(ids, 1)  # every event applied, none twice
+
+
+async def consume_with_effects(
+    engine: AsyncEngine, redis: Redis, settings: OrdersSettings
+) -> dict[str, int]:
+    """Two consumers apply the stream, each effect in one transaction with its inbox row."""
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE drill_effects (event_id text NOT NULL)"))
+    sessions = build_session_factory(engine)
+    outbox = OutboxWriter(order_events("orders"), settings.events)
+
+    async def apply(event: CloudEvent) -> None:
+        inbox = InboxEntry("drill", event.source, event.id)
+        async with UnitOfWork(sessions, outbox, inbox) as uow:
+            await uow.session.execute(
+                text("INSERT INTO drill_effects VALUES (:id)"), {"id": event.id}
+            )
+            await uow.commit()
+
+    options = settings.consumer.model_copy(update={"group": "drill", "batch_size": 200})
+    consumers = [
+        StreamConsumer(
+            redis,
+            ["orders"],
+            {"orders.order.note_changed.v1": apply},
+            options,
+            ConsumerMetrics(CollectorRegistry()),
+            name=f"drill-{n}",
+        )
+        for n in range(2)
+    ]
+    await consumers[0].ensure_groups()
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
+    try:
+        deadline = time.monotonic() + 90
+        while (await redis.xinfo_groups("orders"))[0]["lag"] or await _pending(redis):
+            assert time.monotonic() < deadline, "the consumers did not catch up"
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    async with engine.begin() as connection:
+        rows = await connection.execute(
+            text("SELECT event_id, count(*) AS applied FROM drill_effects GROUP BY event_id")
+        )
+        counts = {row.event_id: row.applied for row in rows}
+        await connection.execute(text("DROP TABLE drill_effects"))
+    return counts
+
+
+async def _pending(redis: Redis) -> int:
+    return int((await redis.xpending("orders", "drill"))["pending"])
