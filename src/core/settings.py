@@ -86,7 +86,7 @@ class EventsSettings(BaseModel):
 class OutboxSettings(BaseModel):
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 100
     candidate_window: Annotated[int, Field(ge=1, description="Ready rows scanned for keys.")] = 200
-    poll_min_seconds: Annotated[float, Field(gt=0)] = 0.05
+    poll_min_seconds: Annotated[float, Field(gt=0)] = 0.02
     poll_max_seconds: Annotated[float, Field(gt=0)] = 1.0
     publish_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
     max_attempts: Annotated[int, Field(ge=1, description="Then the event is dead.")] = 10
