@@ -5,9 +5,9 @@ Runs on the local PostgreSQL (a database of its own) and a throwaway redis-serve
    events per second of wall time, and every aggregate's events must arrive in version order;
 2. latency: after a VACUUM (a steady state, not the aftermath of the backlog), a producer
    commits 500 events/s (one per transaction, as requests do) for 1 s of warm-up and 10 s
-   measured, while the publisher
-   runs as its own process with the default settings (no NOTIFY, 20 ms polling); latency is the Redis entry's timestamp (the moment
-   the broker took it) minus the moment the producer's commit returned.
+   measured, while the publisher runs as its own process with the default settings (no
+   NOTIFY, 20 ms polling); latency is the Redis entry's timestamp (the moment the broker took
+   it) minus the moment the producer's commit returned.
 """
 
 import asyncio

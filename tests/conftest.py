@@ -3,15 +3,20 @@
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.database import Base, build_engine, build_session_factory
+from core.metrics import OutboxMetrics
+from core.outbox.broker import MessageBroker, RedisStreamsBroker
+from core.outbox.publisher import OutboxPublisher
 from core.outbox.writer import OutboxWriter
 from core.settings import Environment
 from orders.cli import migrate
@@ -21,6 +26,7 @@ from orders.settings import OrdersSettings
 from orders.unit_of_work import OrdersUnitOfWork
 from tests.support import RedisServer, connect, drop_database, serve_in_process
 
+type NewPublisher = Callable[..., OutboxPublisher]
 TABLES = tuple(Base.metadata.tables)
 
 
@@ -101,3 +107,13 @@ def app(database: OrdersSettings) -> FastAPI:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with serve_in_process(app) as client:
         yield client
+
+
+@pytest.fixture
+def new_publisher(engine: AsyncEngine, redis: Redis, settings: OrdersSettings) -> NewPublisher:
+    def build(broker: MessageBroker | None = None, **overrides: Any) -> OutboxPublisher:
+        outbox = settings.outbox.model_copy(update=overrides)
+        broker = broker or RedisStreamsBroker(redis, maxlen=outbox.stream_maxlen, timeout_seconds=2)
+        return OutboxPublisher(engine, broker, outbox, OutboxMetrics(CollectorRegistry()))
+
+    return build

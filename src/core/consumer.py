@@ -26,6 +26,7 @@ from core.errors import DomainError
 from core.events import CloudEvent
 from core.metrics import ConsumerMetrics
 from core.settings import ConsumerSettings
+from core.tracing import consuming
 from core.unit_of_work import DuplicateEventError
 
 log = structlog.get_logger(__name__)
@@ -35,6 +36,7 @@ _Entries = list[tuple[bytes, dict[bytes, bytes] | None]]
 _ReadReply = list[tuple[bytes, _Entries]] | None
 DEAD_LETTER_SUFFIX = ":dead-letter"
 RECLAIM_INTERVAL_SECONDS = 0.25
+GAUGE_INTERVAL_SECONDS = 5.0
 
 
 class PermanentError(Exception):
@@ -142,11 +144,20 @@ class StreamConsumer:
                     claimed += 1
         return claimed
 
+    async def refresh_gauges(self) -> None:
+        for stream in self._streams:
+            length = await self._redis.xlen(dead_letter_stream(stream))
+            self.metrics.dead_letters.labels(stream).set(length)
+
     async def _reclaim_until(self, stop: asyncio.Event) -> None:
         # Check often enough that the shortest backoff is kept to within a fifth of itself.
         interval = min(RECLAIM_INTERVAL_SECONDS, self._settings.retry_base_seconds / 5)
+        gauges_due = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() >= gauges_due:
+                    gauges_due = time.monotonic() + GAUGE_INTERVAL_SECONDS
+                    await self.refresh_gauges()
                 await self.reclaim_once()
             except RedisError as error:
                 log.warning("consumer.reclaim_failed", error=str(error))
@@ -173,8 +184,14 @@ class StreamConsumer:
             await self._dead_letter(delivery, "attempts exhausted", delivery.attempt - 1)
             return
         started = time.perf_counter()
+        carrier = {"traceparent": event.traceparent, "tracestate": event.tracestate}
         try:
-            await self._run(handler, delivery, event)
+            with consuming(
+                f"process {delivery.stream}",
+                carrier,
+                **{"messaging.system": "redis", "messaging.message.id": event.id},
+            ):
+                await self._run(handler, delivery, event)
         finally:
             self.metrics.process_seconds.labels(delivery.stream).observe(
                 time.perf_counter() - started

@@ -5,7 +5,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
@@ -13,6 +14,7 @@ from core.errors import PROBLEM_MEDIA_TYPE, Problem, problem_response
 from core.resources import Resources, get_resources
 
 router = APIRouter(prefix="/health", tags=["health"])
+metrics_router = APIRouter()
 
 
 class Liveness(BaseModel):
@@ -60,12 +62,20 @@ async def readiness(request: Request, resources: ResourcesDep) -> Any:
         _check(lambda: _ping_redis(resources), timeout),
     )
     checks = dict(zip(names, results, strict=True))
+    for name, state in checks.items():
+        resources.metrics.dependency_up.labels(name).set(1 if state == "ok" else 0)
     down = [name for name, state in checks.items() if state == "down"]
     if down:
         return problem_response(
             request.scope, 503, f"not ready: {', '.join(down)} down", extra={"checks": checks}
         )
     return JSONResponse(Readiness(checks=checks).model_dump())
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+async def metrics(resources: ResourcesDep) -> Response:
+    """Prometheus exposition of this process (of every worker, in multiprocess mode)."""
+    return Response(resources.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _check(probe: Callable[[], Awaitable[object]], within: float) -> Literal["ok", "down"]:

@@ -1,14 +1,32 @@
-"""The one place logging is configured: structlog over the standard library, JSON by default."""
+"""The one place logging is configured: structlog over the standard library, JSON by default.
+
+Every record, ours or a library's (uvicorn, SQLAlchemy, alembic), becomes one JSON object per
+line with the service, the request id and the current trace and span ids; secrets are masked.
+"""
 
 import logging
 import sys
-from typing import TextIO
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from core.context import request_id_var
 from core.settings import CoreSettings
+
+MASK = "***"
+# Any key containing one of these (case-insensitive) is masked, at any depth.
+SENSITIVE_KEYS = ("password", "token", "secret", "authorization", "cookie", "api_key", "apikey")
+
+_CALLSITE = structlog.processors.CallsiteParameterAdder(
+    {
+        structlog.processors.CallsiteParameter.MODULE,
+        structlog.processors.CallsiteParameter.FUNC_NAME,
+        structlog.processors.CallsiteParameter.LINENO,
+    }
+)
 
 
 def _add_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -16,6 +34,43 @@ def _add_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDi
     if request_id is not None:
         event_dict.setdefault("request_id", request_id)
     return event_dict
+
+
+def _add_trace(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict["trace_id"] = format(span_context.trace_id, "032x")
+        event_dict["span_id"] = format(span_context.span_id, "016x")
+    return event_dict
+
+
+def _rename_callsite(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    if "func_name" in event_dict:
+        event_dict["function"] = event_dict.pop("func_name")
+    if "lineno" in event_dict:
+        event_dict["line"] = event_dict.pop("lineno")
+    return event_dict
+
+
+def masker(keys: Iterable[str]) -> Processor:
+    """A processor that replaces the values of sensitive keys, also inside nested dicts."""
+    needles = tuple(key.lower() for key in keys)
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {
+                k: MASK if any(n in str(k).lower() for n in needles) else mask(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [mask(item) for item in value]
+        return value
+
+    def processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        masked: EventDict = mask(event_dict)
+        return masked
+
+    return processor
 
 
 class _StdoutHandler(logging.StreamHandler[TextIO]):
@@ -41,11 +96,15 @@ class _StderrHandler(_StdoutHandler):
 
 
 def configure_logging(settings: CoreSettings, *, to_stderr: bool = False) -> None:
-    """Route structlog and stdlib records (uvicorn, SQLAlchemy, alembic) through one renderer.
+    """Route structlog and stdlib records through one renderer.
 
     Services log to stdout; commands whose stdout is their answer log to stderr.
     """
-    service = {"service": settings.service_name, "environment": str(settings.environment)}
+    service = {
+        "service": settings.service_name,
+        "version": settings.service_version,
+        "environment": str(settings.environment),
+    }
 
     def add_service(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
         event_dict.update(service)
@@ -53,11 +112,15 @@ def configure_logging(settings: CoreSettings, *, to_stderr: bool = False) -> Non
 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
-        add_service,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        _CALLSITE,
+        _rename_callsite,
+        add_service,
         _add_request_id,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_trace,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        masker([*SENSITIVE_KEYS, *settings.logging.extra_sensitive_keys]),
     ]
     renderer: Processor
     if settings.logging.format == "console":
@@ -84,7 +147,12 @@ def configure_logging(settings: CoreSettings, *, to_stderr: bool = False) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.logging.level)
-    # uvicorn installs its own handlers; let its records flow through ours instead.
+    # SQL statements appear only when the level is DEBUG.
+    sql_level = logging.INFO if settings.logging.level == "DEBUG" else logging.WARNING
+    logging.getLogger("sqlalchemy.engine").setLevel(sql_level)
+    # uvicorn installs its own handlers; its records flow through ours instead. Its access
+    # log is replaced by core.middleware's `http.request` line.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True

@@ -1,6 +1,18 @@
-"""Prometheus metrics of the outbox publisher and the consumer, on a registry per process."""
+"""Prometheus metrics: HTTP and database pool for the API, outbox and consumer for the workers.
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+One process: metrics live in a registry per app (or worker). Several uvicorn workers: set
+PROMETHEUS_MULTIPROC_DIR (`orders serve` does it when ORDERS_SERVER__WORKERS > 1); every worker
+writes its values there and /metrics adds them up, so a counter counts every worker's requests.
+"""
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -62,6 +74,12 @@ class ConsumerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
+        self.dead_letters = Gauge(
+            "consumer_dead_letter_entries",
+            "Entries waiting in the stream's dead-letter stream.",
+            ["stream"],
+            registry=registry,
+        )
         self.end_to_end_seconds = Histogram(
             "consumer_end_to_end_seconds",
             "From the event's `time` to its processing: the consumer lag.",
@@ -69,3 +87,81 @@ class ConsumerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
+
+
+class HttpMetrics:
+    """Per request: labelled by method, route template and status class, never the raw path."""
+
+    def __init__(self) -> None:
+        # In multiprocess mode values go to files and /metrics reads those: no registry here.
+        self.registry = None if multiprocess() else CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter(
+            "http_requests",
+            "Requests handled.",
+            ["method", "route", "status_class"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time from the request's start to the end of its response.",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "http_requests_in_flight",
+            "Requests being handled now.",
+            ["method"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_size = Gauge(
+            "db_pool_size",
+            "Connections the pool keeps.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_checked_out = Gauge(
+            "db_pool_checked_out",
+            "Connections in use.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_overflow = Gauge(
+            "db_pool_overflow",
+            "Connections open beyond the pool size.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.dependency_up = Gauge(
+            "dependency_up",
+            "1 when the dependency answered the last readiness check, else 0.",
+            ["dependency"],
+            multiprocess_mode="livemin",
+            registry=registry,
+        )
+
+    def watch_pool(self, engine: AsyncEngine) -> None:
+        """Keep the pool gauges current on every checkout and checkin."""
+        pool = engine.sync_engine.pool
+
+        def update(*_: object) -> None:
+            self.pool_size.set(pool.size())  # type: ignore[attr-defined]
+            self.pool_checked_out.set(pool.checkedout())  # type: ignore[attr-defined]
+            self.pool_overflow.set(max(0, pool.overflow()))  # type: ignore[attr-defined]
+
+        update()
+        event.listen(pool, "checkout", update)
+        event.listen(pool, "checkin", update)
+
+    def exposition(self) -> bytes:
+        if self.registry is not None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROCESS_DIR))

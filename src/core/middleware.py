@@ -1,6 +1,8 @@
-"""Request context: a request id on every log line and response, and a last-resort 500."""
+"""Request context (a request id on every log line and response, a last-resort 500), and the
+access log and HTTP metrics: one line and one observation per request."""
 
 import re
+import time
 import uuid
 
 import structlog
@@ -9,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.context import request_id_var
 from core.errors import problem_response
+from core.metrics import HttpMetrics
 
 REQUEST_ID_HEADER = "x-request-id"
 # Accept a caller's id only when it cannot smuggle anything into logs or headers.
@@ -55,3 +58,68 @@ def _request_id(scope: Scope) -> str:
             if _SANE_REQUEST_ID.fullmatch(candidate):
                 return candidate
     return uuid.uuid4().hex
+
+
+# Probes and scrapes are counted, but logged only at DEBUG: they would drown the rest.
+_QUIET_PREFIXES = ("/health", "/metrics")
+
+
+class AccessMiddleware:
+    """One `http.request` log line and one metrics observation per request, by route template."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        status = 500  # unless a response starts: an exception becomes the outer 500
+        started = time.perf_counter()
+
+        async def send_and_observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        in_flight = self.metrics.in_flight.labels(method)
+        in_flight.inc()
+        try:
+            await self.app(scope, receive, send_and_observe)
+        finally:
+            in_flight.dec()
+            self._observe(scope, method, status, time.perf_counter() - started)
+
+    def _observe(self, scope: Scope, method: str, status: int, seconds: float) -> None:
+        route = _route_template(scope)
+        self.metrics.requests.labels(method, route, f"{status // 100}xx").inc()
+        self.metrics.duration.labels(method, route).observe(seconds)
+        quiet = scope["path"].startswith(_QUIET_PREFIXES)
+        (log.debug if quiet else log.info)(
+            "http.request",
+            method=method,
+            route=route,
+            status=status,
+            duration_ms=round(seconds * 1000, 2),
+            client=_client(scope),
+        )
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template (`/v1/orders/{order_id}`): bounded, unlike raw paths.
+
+    Rebuilt from the path and its parameters, which every router leaves in the scope.
+    """
+    if "route" not in scope:
+        return "unmatched"
+    names = {str(value): name for name, value in scope.get("path_params", {}).items()}
+    segments = scope["path"].split("/")
+    return "/".join(f"{{{names[part]}}}" if part in names else part for part in segments)
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None

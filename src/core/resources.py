@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from core.database import build_engine, build_session_factory
 from core.events import EventRegistry
+from core.metrics import HttpMetrics
 from core.outbox.writer import OutboxWriter
 from core.settings import CoreSettings
 
@@ -21,11 +22,15 @@ class Resources:
     session_factory: async_sessionmaker[AsyncSession]
     redis: Redis
     outbox: OutboxWriter
+    metrics: HttpMetrics
 
 
 @asynccontextmanager
-async def open_resources(settings: CoreSettings, events: EventRegistry) -> AsyncIterator[Resources]:
+async def open_resources(
+    settings: CoreSettings, events: EventRegistry, metrics: HttpMetrics
+) -> AsyncIterator[Resources]:
     engine = build_engine(settings.database)
+    metrics.watch_pool(engine)
     redis = Redis.from_url(
         settings.redis.url.get_secret_value(),
         socket_timeout=settings.redis.socket_timeout_seconds,
@@ -33,7 +38,7 @@ async def open_resources(settings: CoreSettings, events: EventRegistry) -> Async
     )
     try:
         outbox = OutboxWriter(events, settings.events)
-        yield Resources(settings, engine, build_session_factory(engine), redis, outbox)
+        yield Resources(settings, engine, build_session_factory(engine), redis, outbox, metrics)
     finally:
         await redis.aclose()
         await engine.dispose()

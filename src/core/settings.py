@@ -28,7 +28,6 @@ class DatabaseSettings(BaseModel):
     max_overflow: Annotated[int, Field(ge=0, description="Extra connections under bursts.")] = 0
     pool_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
     statement_timeout_ms: Annotated[int, Field(ge=0, description="0 disables it.")] = 5000
-    echo: bool = False
 
     def url(self, *, database: str | None = None) -> URL:
         """The asyncpg URL; `database` points it at another database on the same server."""
@@ -59,7 +58,12 @@ class ServerSettings(BaseModel):
 
 class LoggingSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["json", "console"] = "json"
+    format: Annotated[
+        Literal["json", "console"], Field(description="console: readable, for development.")
+    ] = "json"
+    extra_sensitive_keys: Annotated[
+        list[str], Field(description="Masked in logs too, besides password, token, secret ...")
+    ] = []
 
 
 class BuildInfo(BaseModel):

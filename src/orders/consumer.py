@@ -13,6 +13,7 @@ from core.database import build_engine, build_session_factory
 from core.metrics import ConsumerMetrics
 from core.outbox.writer import OutboxWriter
 from core.process import serve_metrics, stop_on_signals
+from core.tracing import configure_tracing
 from orders.consumers.payments import PaymentHandlers
 from orders.events import order_events
 from orders.settings import OrdersSettings
@@ -23,6 +24,7 @@ log = structlog.get_logger(__name__)
 async def run_consumer(settings: OrdersSettings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     registry = CollectorRegistry()
+    configure_tracing(settings)
     engine = build_engine(settings.database)
     redis = Redis.from_url(
         settings.redis.url.get_secret_value(),

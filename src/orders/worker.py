@@ -12,6 +12,7 @@ from core.outbox.broker import RedisStreamsBroker
 from core.outbox.publisher import OutboxPublisher
 from core.outbox.writer import NOTIFY_CHANNEL
 from core.process import listen_for_wakeups, serve_metrics, stop_on_signals
+from core.tracing import configure_tracing
 from orders.settings import OrdersSettings
 
 log = structlog.get_logger(__name__)
@@ -20,6 +21,7 @@ log = structlog.get_logger(__name__)
 async def run_publisher(settings: OrdersSettings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     registry = CollectorRegistry()
+    configure_tracing(settings)
     engine = build_engine(settings.database)
     redis = Redis.from_url(
         settings.redis.url.get_secret_value(),

@@ -2,24 +2,16 @@
 
 import json
 import uuid
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
-import pytest
 from cloudevents.v1.http import CloudEvent, from_json
-from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.metrics import OutboxMetrics
-from core.outbox.broker import MessageBroker, RedisStreamsBroker
-from core.outbox.publisher import OutboxPublisher
 from core.outbox.tables import OutboxEvent
-from orders.settings import OrdersSettings
 
 TOPIC = "orders"
-type NewPublisher = Callable[..., OutboxPublisher]
 
 
 async def insert_events(engine: AsyncEngine, keys: Iterable[tuple[str, int]]) -> list[str]:
@@ -59,13 +51,3 @@ def strictly_parsed(entry: dict[str, str]) -> CloudEvent:
     """The stream entry as the CloudEvents SDK's strict parser reads it (structured mode)."""
     structured = {k: v for k, v in entry.items() if k != "data"}
     return from_json(json.dumps({**structured, "data": json.loads(entry["data"])}))
-
-
-@pytest.fixture
-def new_publisher(engine: AsyncEngine, redis: Redis, settings: OrdersSettings) -> NewPublisher:
-    def build(broker: MessageBroker | None = None, **overrides: Any) -> OutboxPublisher:
-        outbox = settings.outbox.model_copy(update=overrides)
-        broker = broker or RedisStreamsBroker(redis, maxlen=outbox.stream_maxlen, timeout_seconds=2)
-        return OutboxPublisher(engine, broker, outbox, OutboxMetrics(CollectorRegistry()))
-
-    return build

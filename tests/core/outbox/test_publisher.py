@@ -17,8 +17,8 @@ from core.outbox.broker import (
 )
 from core.outbox.dead import discard_dead_event, list_dead_events, replay_dead_event
 from core.outbox.tables import DeadEvent, OutboxEvent
+from tests.conftest import NewPublisher
 from tests.core.outbox.conftest import (
-    NewPublisher,
     insert_events,
     read_stream,
     strictly_parsed,
