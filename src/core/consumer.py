@@ -6,7 +6,8 @@
   row in the effect's transaction, which makes the effect happen once even past the marker's TTL.
 - A failed entry stays pending; the reclaimer claims it again after 1 s, 2 s, 4 s (Redis's own
   idle clock, with jitter), and after the last retry moves it to `<stream>:dead-letter`,
-  atomically with its ack. Undecodable entries are dead-lettered at once.
+  atomically with its ack. Attempts are handler runs, counted in a Redis hash: a claim that
+  finds the event running elsewhere costs none. Undecodable entries are dead-lettered at once.
 """
 
 import asyncio
@@ -22,7 +23,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from core.errors import DomainError
+from core.errors import ConcurrentUpdateError, DomainError
 from core.events import CloudEvent
 from core.metrics import ConsumerMetrics
 from core.settings import ConsumerSettings
@@ -36,6 +37,7 @@ _Entries = list[tuple[bytes, dict[bytes, bytes] | None]]
 _ReadReply = list[tuple[bytes, _Entries]] | None
 DEAD_LETTER_SUFFIX = ":dead-letter"
 RECLAIM_INTERVAL_SECONDS = 0.25
+LEASE_MARGIN_SECONDS = 5.0
 GAUGE_INTERVAL_SECONDS = 5.0
 
 
@@ -47,8 +49,7 @@ class PermanentError(Exception):
 class Delivery:
     stream: str
     entry_id: str
-    fields: Mapping[str, str]
-    attempt: int
+    fields: Mapping[bytes, bytes] | None  # None when the entry was trimmed or deleted
 
 
 def dead_letter_stream(stream: str) -> str:
@@ -73,7 +74,8 @@ class StreamConsumer:
         self.metrics = metrics
         self.name = name
         self.group = settings.group
-        self._lease_ms = int(settings.handler_timeout_seconds * 2000)
+        # Outlives the handler (which times out), so only a dead consumer's lease lingers.
+        self._lease_ms = int((settings.handler_timeout_seconds + LEASE_MARGIN_SECONDS) * 1000)
 
     async def ensure_groups(self) -> None:
         """Create the group from the stream's start: nothing retained is skipped."""
@@ -85,23 +87,23 @@ class StreamConsumer:
                     raise
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; the entry in hand is always finished first."""
         await self.ensure_groups()
         reclaimer = asyncio.create_task(self._reclaim_until(stop))
         try:
             while not stop.is_set():
                 try:
-                    await self.read_once()
+                    await self.read_once(stop)
                 except RedisError as error:
                     log.warning("consumer.redis_unavailable", error=str(error))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
         finally:
-            reclaimer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reclaimer
+            stop.set()
+            await reclaimer
         log.info("consumer.stopped", consumer=self.name)
 
-    async def read_once(self) -> int:
+    async def read_once(self, stop: asyncio.Event | None = None) -> int:
         """Read and handle new entries; returns how many were handled."""
         response: _ReadReply = await self._redis.xreadgroup(  # type: ignore[assignment]
             self.group,
@@ -113,21 +115,31 @@ class StreamConsumer:
         handled = 0
         for stream, entries in response or []:
             for entry_id, fields in entries:
-                await self.handle(Delivery(_text(stream), _text(entry_id), _decode(fields), 1))
+                if stop is not None and stop.is_set():
+                    return handled  # the rest stay pending: reclaimed after the restart
+                await self.handle(Delivery(stream.decode(), entry_id.decode(), fields))
                 handled += 1
         return handled
 
     async def reclaim_once(self) -> int:
-        """Claim entries whose backoff has passed, or dead-letter those out of retries."""
+        """Claim the entries whose backoff has passed: failed ones, and a dead consumer's."""
         claimed = 0
-        base_ms = int(self._settings.retry_base_seconds * 1000)
+        base_ms = self._settings.retry_base_seconds * 1000
         for stream in self._streams:
             pending: list[dict[str, Any]] = await self._redis.xpending_range(
                 stream, self.group, min="-", max="+", count=100, idle=int(base_ms * 0.8)
             )
-            for entry in pending:
-                delivered = int(entry["times_delivered"])
-                wait_ms = int(base_ms * 2 ** (delivered - 1) * random.uniform(0.8, 1.2))  # noqa: S311
+            if not pending:
+                continue
+            runs = await self._redis.hmget(
+                self._attempts_key(stream), [entry["message_id"] for entry in pending]
+            )
+            for entry, ran in zip(pending, runs, strict=True):
+                # Backoff by handler runs, not by deliveries: a claim that found the event
+                # running elsewhere is no attempt.
+                done = int(ran or 0)
+                jitter = random.uniform(0.8, 1.2)  # noqa: S311 - spreads retries only
+                wait_ms = int(base_ms * 2 ** max(done - 1, 0) * jitter)
                 if entry["time_since_delivered"] < wait_ms:
                     continue
                 result: _Entries = await self._redis.xclaim(  # type: ignore[assignment]
@@ -138,9 +150,7 @@ class StreamConsumer:
                     message_ids=[entry["message_id"]],
                 )
                 for entry_id, fields in result:
-                    await self.handle(
-                        Delivery(stream, _text(entry_id), _decode(fields), delivered + 1)
-                    )
+                    await self.handle(Delivery(stream, entry_id.decode(), fields))
                     claimed += 1
         return claimed
 
@@ -159,19 +169,19 @@ class StreamConsumer:
                     gauges_due = time.monotonic() + GAUGE_INTERVAL_SECONDS
                     await self.refresh_gauges()
                 await self.reclaim_once()
-            except RedisError as error:
-                log.warning("consumer.reclaim_failed", error=str(error))
+            except Exception:  # the reclaimer must outlive any one bad entry or outage
+                log.exception("consumer.reclaim_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
     async def handle(self, delivery: Delivery) -> None:
         if not delivery.fields:  # trimmed or deleted while pending
-            await self._dead_letter(delivery, "entry no longer exists", delivery.attempt)
+            await self._dead_letter(delivery, "entry no longer exists")
             return
         try:
-            event = CloudEvent.from_fields(delivery.fields)
-        except ValueError as error:
-            await self._dead_letter(delivery, f"undecodable: {error}", delivery.attempt)
+            event = CloudEvent.from_fields(_decode(delivery.fields))
+        except (UnicodeDecodeError, ValueError) as error:
+            await self._dead_letter(delivery, f"undecodable: {error}")
             return
         handler = self._handlers.get(event.type)
         if handler is None:
@@ -179,9 +189,10 @@ class StreamConsumer:
             return
         if not await self._lease(delivery, event):
             return
-        if delivery.attempt > self._settings.max_retries + 1:  # its consumer died on the last try
+        attempt = await self._redis.hincrby(self._attempts_key(delivery.stream), delivery.entry_id)
+        if attempt > self._settings.max_retries + 1:  # its consumer died during the last try
             await self._redis.delete(self._lease_key(event))
-            await self._dead_letter(delivery, "attempts exhausted", delivery.attempt - 1)
+            await self._dead_letter(delivery, "attempts exhausted", attempts=attempt - 1)
             return
         started = time.perf_counter()
         carrier = {"traceparent": event.traceparent, "tracestate": event.tracestate}
@@ -191,18 +202,19 @@ class StreamConsumer:
                 carrier,
                 **{"messaging.system": "redis", "messaging.message.id": event.id},
             ):
-                await self._run(handler, delivery, event)
+                await self._run(handler, delivery, event, attempt)
         finally:
-            self.metrics.process_seconds.labels(delivery.stream).observe(
-                time.perf_counter() - started
-            )
+            elapsed = time.perf_counter() - started
+            self.metrics.process_seconds.labels(delivery.stream).observe(elapsed)
 
-    async def _run(self, handler: Handler, delivery: Delivery, event: CloudEvent) -> None:
+    async def _run(
+        self, handler: Handler, delivery: Delivery, event: CloudEvent, attempt: int
+    ) -> None:
         bound = log.bind(
             event_id=event.id,
             type=event.type,
             stream=delivery.stream,
-            attempt=delivery.attempt,
+            attempt=attempt,
             partitionkey=event.partitionkey,
         )
         try:
@@ -211,30 +223,46 @@ class StreamConsumer:
         except DuplicateEventError:
             await self._finish(delivery, event, "duplicate")
         except (PermanentError, DomainError, ValueError) as error:
+            if isinstance(error, ConcurrentUpdateError):  # a lost race: the retry may win
+                await self._retry(delivery, event, attempt, error, bound)
+                return
             await self._redis.delete(self._lease_key(event))
             bound.warning("consumer.message_rejected", error=str(error))
-            await self._dead_letter(delivery, f"rejected: {error}", delivery.attempt)
+            await self._dead_letter(delivery, f"rejected: {error}", attempts=attempt)
         except Exception as error:  # noqa: BLE001 - any other failure is retried
-            await self._redis.delete(self._lease_key(event))
-            if delivery.attempt > self._settings.max_retries:
-                bound.error("consumer.retries_exhausted", error=repr(error))
-                await self._dead_letter(delivery, f"failed: {error!r}", delivery.attempt)
-            else:
-                bound.warning("consumer.message_failed", error=repr(error))
-                self.metrics.messages.labels(delivery.stream, "retry").inc()
+            await self._retry(delivery, event, attempt, error, bound)
         else:
             await self._finish(delivery, event, "ok")
             bound.info("consumer.message_processed")
 
+    async def _retry(
+        self,
+        delivery: Delivery,
+        event: CloudEvent,
+        attempt: int,
+        error: Exception,
+        bound: structlog.stdlib.BoundLogger,
+    ) -> None:
+        await self._redis.delete(self._lease_key(event))
+        if attempt > self._settings.max_retries:
+            bound.error("consumer.retries_exhausted", error=repr(error))
+            await self._dead_letter(delivery, f"failed: {error!r}", attempts=attempt)
+        else:
+            bound.warning("consumer.message_failed", error=repr(error))
+            self.metrics.messages.labels(delivery.stream, "retry").inc()
+
     def _lease_key(self, event: CloudEvent) -> str:
         return f"dedup:{self.group}:{event.source}:{event.id}"
+
+    def _attempts_key(self, stream: str) -> str:
+        return f"attempts:{self.group}:{stream}"
 
     async def _lease(self, delivery: Delivery, event: CloudEvent) -> bool:
         """Take the processing lease; False when the event is done or running elsewhere."""
         key = self._lease_key(event)
         if await self._redis.set(key, f"processing:{self.name}", nx=True, px=self._lease_ms):
             return True
-        if _text(await self._redis.get(key) or b"") == "done":
+        if await self._redis.get(key) == b"done":
             await self._ack(delivery, "duplicate")
         else:
             self.metrics.messages.labels(delivery.stream, "in_progress_elsewhere").inc()
@@ -244,6 +272,7 @@ class StreamConsumer:
         async with self._redis.pipeline(transaction=True) as pipeline:
             pipeline.set(self._lease_key(event), "done", ex=self._settings.dedup_ttl_seconds)
             pipeline.xack(delivery.stream, self.group, delivery.entry_id)
+            pipeline.hdel(self._attempts_key(delivery.stream), delivery.entry_id)
             await pipeline.execute()
         self.metrics.messages.labels(delivery.stream, result).inc()
         lag = _lag_seconds(event.time)
@@ -251,12 +280,16 @@ class StreamConsumer:
             self.metrics.end_to_end_seconds.labels(delivery.stream).observe(lag)
 
     async def _ack(self, delivery: Delivery, result: str) -> None:
-        await self._redis.xack(delivery.stream, self.group, delivery.entry_id)
+        async with self._redis.pipeline(transaction=True) as pipeline:
+            pipeline.xack(delivery.stream, self.group, delivery.entry_id)
+            pipeline.hdel(self._attempts_key(delivery.stream), delivery.entry_id)
+            await pipeline.execute()
         self.metrics.messages.labels(delivery.stream, result).inc()
 
-    async def _dead_letter(self, delivery: Delivery, reason: str, attempts: int) -> None:
+    async def _dead_letter(self, delivery: Delivery, reason: str, attempts: int = 0) -> None:
+        """Move the entry, byte for byte, to the dead-letter stream, atomically with its ack."""
         fields: dict[Any, Any] = {
-            **delivery.fields,
+            **(delivery.fields or {}),
             "dlq_reason": reason,
             "dlq_attempts": attempts,
             "dlq_stream": delivery.stream,
@@ -266,6 +299,7 @@ class StreamConsumer:
         async with self._redis.pipeline(transaction=True) as pipeline:
             pipeline.xadd(dead_letter_stream(delivery.stream), fields)
             pipeline.xack(delivery.stream, self.group, delivery.entry_id)
+            pipeline.hdel(self._attempts_key(delivery.stream), delivery.entry_id)
             await pipeline.execute()
         self.metrics.messages.labels(delivery.stream, "dead_letter").inc()
         log.error(
@@ -277,17 +311,13 @@ class StreamConsumer:
         )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _decode(fields: Mapping[bytes, bytes] | None) -> dict[str, str]:
-    return {key.decode(): value.decode() for key, value in (fields or {}).items()}
+def _decode(fields: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {key.decode(): value.decode() for key, value in fields.items()}
 
 
 def _lag_seconds(event_time: str) -> float | None:
     try:
         moment = dt.datetime.fromisoformat(event_time)
-    except ValueError:
+        return max(0.0, (dt.datetime.now(dt.UTC) - moment).total_seconds())
+    except (ValueError, TypeError):  # a foreign clock format never costs the message
         return None
-    return max(0.0, (dt.datetime.now(dt.UTC) - moment).total_seconds())

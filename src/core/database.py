@@ -48,6 +48,11 @@ def build_engine(settings: DatabaseSettings) -> AsyncEngine:
     server_settings = {"timezone": "UTC"}
     if settings.statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
+    if settings.idle_in_transaction_timeout_ms:
+        # A frozen process (SIGSTOP, a paused VM) must not keep its locks for ever: the
+        # publisher's advisory locks would hold its aggregates back.
+        timeout = str(settings.idle_in_transaction_timeout_ms)
+        server_settings["idle_in_transaction_session_timeout"] = timeout
     # Looked up on the module at call time, so tracing's instrumentation of it applies.
     engine: AsyncEngine = sqlalchemy_asyncio.create_async_engine(
         settings.url(),

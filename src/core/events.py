@@ -109,6 +109,8 @@ class CloudEvent:
             raise ValueError(f"missing attributes: {', '.join(missing)}")
         if fields["specversion"] != SPEC_VERSION:
             raise ValueError(f"unsupported specversion {fields['specversion']}")
+        if dt.datetime.fromisoformat(fields["time"]).tzinfo is None:
+            raise ValueError(f"time {fields['time']!r} has no UTC offset (RFC 3339)")
         data = json.loads(fields["data"])
         if not isinstance(data, dict):
             raise ValueError("data is not a JSON object")  # noqa: TRY004 - a decoding error

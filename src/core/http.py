@@ -8,10 +8,13 @@ def etag_for(version: int) -> str:
 
 
 def check_if_match(if_match: str | None, version: int) -> None:
-    """Raise 412 unless `If-Match` is absent, `*`, or names the current version's ETag."""
+    """Raise 412 unless `If-Match` is absent, `*`, or names the current version's ETag.
+
+    Strong comparison (RFC 9110 13.1.1): a weak tag `W/"3"` never matches.
+    """
     if if_match is None:
         return
-    candidates = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+    candidates = {tag.strip() for tag in if_match.split(",")}
     if "*" in candidates or etag_for(version) in candidates:
         return
     msg = f"If-Match {if_match} does not match the current ETag {etag_for(version)}"

@@ -57,6 +57,11 @@ class OutboxMetrics:
         self.dead_events = Gauge(
             "outbox_dead_events", "Events in the dead-event table.", registry=registry
         )
+        self.keys_held = Gauge(
+            "outbox_keys_held",
+            "Aggregates held back: backing off after a failure, or behind a dead event.",
+            registry=registry,
+        )
 
 
 class ConsumerMetrics:

@@ -7,7 +7,8 @@ from pydantic import BaseModel, Field
 
 
 class PageParams(BaseModel):
-    page: Annotated[int, Field(ge=1, description="1-based page number.")] = 1
+    # Bounded: deep offsets get slow long before they overflow; filter instead.
+    page: Annotated[int, Field(ge=1, le=10_000, description="1-based page number.")] = 1
     per_page: Annotated[int, Field(ge=1, le=100, description="Items per page.")] = 20
 
     @property

@@ -54,6 +54,7 @@ async def listen_for_wakeups(
     """
     while not stop.is_set():
         lost = asyncio.Event()
+        connection: asyncpg.Connection | None = None
         try:
             connection = await asyncpg.connect(
                 host=settings.host,
@@ -62,10 +63,12 @@ async def listen_for_wakeups(
                 password=settings.password.get_secret_value() or None,
                 database=settings.name,
             )
-        except (OSError, asyncpg.PostgresError) as error:
-            log.warning("outbox.listener_unavailable", error=str(error))
-        else:
             await connection.add_listener(channel, lambda *_: wake.set())
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("outbox.listener_unavailable", error=str(error))
+            if connection is not None:
+                connection.terminate()
+        else:
             connection.add_termination_listener(lambda _, lost=lost: lost.set())
             log.info("outbox.listening", channel=channel)
             wake.set()  # catch up on whatever committed while nobody listened

@@ -2,6 +2,7 @@
 
 from enum import StrEnum
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,9 @@ class DatabaseSettings(BaseModel):
     max_overflow: Annotated[int, Field(ge=0, description="Extra connections under bursts.")] = 0
     pool_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
     statement_timeout_ms: Annotated[int, Field(ge=0, description="0 disables it.")] = 5000
+    idle_in_transaction_timeout_ms: Annotated[
+        int, Field(ge=0, description="Ends a session stuck inside a transaction; 0 disables it.")
+    ] = 60_000
 
     def url(self, *, database: str | None = None) -> URL:
         """The asyncpg URL; `database` points it at another database on the same server."""
@@ -146,13 +150,19 @@ class CoreSettings(BaseSettings):
     def _refuse_placeholder_secrets(self) -> Self:
         if self.environment in {Environment.DEVELOPMENT, Environment.TEST}:
             return self
-        placeholders = [path for path, value in _secrets(self) if value in PLACEHOLDER_SECRETS]
+        placeholders = [path for path, value in _secrets(self) if _is_placeholder(value)]
         if placeholders:
             msg = (
                 f"placeholder secrets are refused in {self.environment}: {', '.join(placeholders)}"
             )
             raise ValueError(msg)
         return self
+
+
+def _is_placeholder(value: str) -> bool:
+    # A URL's password counts too: redis://:change-me@host is a placeholder.
+    password = urlsplit(value).password if "://" in value else None
+    return value in PLACEHOLDER_SECRETS or password in PLACEHOLDER_SECRETS
 
 
 def _secrets(model: BaseModel, prefix: str = "") -> list[tuple[str, str]]:

@@ -79,7 +79,13 @@ class UnitOfWork:
         """Build the repositories on the new session."""
 
     def add_event(self, aggregate: Aggregate, payload: EventPayload) -> None:
-        """Record an event about `aggregate`; it is written with the next commit."""
+        """Record an event about `aggregate`; it is written with the next commit.
+
+        One event per aggregate per commit: its `sequence` is the version the commit creates.
+        """
+        if any(event.aggregate is aggregate for event in self._events):
+            msg = f"{aggregate.id} already has an event in this unit of work"
+            raise RuntimeError(msg)
         self._events.append(self._outbox.record(aggregate, payload))
 
     async def commit(self) -> None:

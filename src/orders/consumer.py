@@ -28,7 +28,10 @@ async def run_consumer(settings: OrdersSettings, stop: asyncio.Event | None = No
     engine = build_engine(settings.database)
     redis = Redis.from_url(
         settings.redis.url.get_secret_value(),
-        socket_timeout=None,  # XREADGROUP blocks; its own BLOCK bounds the wait
+        # XREADGROUP blocks for BLOCK ms: the socket waits that long and then some, so a
+        # silently dropped connection still fails instead of hanging.
+        socket_timeout=settings.consumer.block_ms / 1000 + settings.redis.socket_timeout_seconds,
+        health_check_interval=30,
         socket_connect_timeout=settings.redis.socket_timeout_seconds,
     )
     outbox = OutboxWriter(order_events(settings.events.type_prefix), settings.events)

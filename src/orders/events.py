@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from core.events import EventPayload, EventRegistry
 from orders.models import Order
-from orders.schemas.orders import Money
+from orders.schemas.orders import Money, Total
 
 
 class OrderEvent(EventPayload):
@@ -35,7 +35,7 @@ class OrderPlaced(OrderEvent):
 
     customer_id: uuid.UUID
     currency: str
-    total: Money
+    total: Total
     lines: list[EventLine]
 
     @classmethod
@@ -52,7 +52,7 @@ class OrderPlaced(OrderEvent):
 class OrderLinesChanged(OrderEvent):
     name: ClassVar[str] = "order.lines_changed"
 
-    total: Money
+    total: Total
     lines: list[EventLine]
     note: str | None
 
@@ -70,7 +70,7 @@ class OrderNoteChanged(OrderEvent):
 class OrderConfirmed(OrderEvent):
     name: ClassVar[str] = "order.confirmed"
 
-    total: Money
+    total: Total
 
 
 class OrderCancelled(OrderEvent):

@@ -1,6 +1,7 @@
 """The outbox publisher process (`orders publish`): delivers committed events to Redis Streams."""
 
 import asyncio
+import contextlib
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -49,6 +50,7 @@ async def run_publisher(settings: OrdersSettings, stop: asyncio.Event | None = N
     finally:
         if listener is not None:
             stop.set()
-            await listener
+            with contextlib.suppress(Exception):  # a hint only: never in the way of cleanup
+                await listener
         await broker.close()
         await engine.dispose()

@@ -50,3 +50,10 @@ def test_docs_are_served_only_when_enabled(
     app = create_app(OrdersSettings(_env_file=None))
     paths = {getattr(route, "path", None) for route in app.routes}
     assert ("/docs" in paths, "/openapi.json" in paths) == (served, served)
+
+
+def test_a_placeholder_password_inside_a_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDERS_ENVIRONMENT", "production")
+    monkeypatch.setenv("ORDERS_REDIS__URL", "redis://:change-me@redis:6379/0")
+    with pytest.raises(ValidationError, match="redis__url"):
+        OrdersSettings(_env_file=None)

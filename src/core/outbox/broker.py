@@ -37,6 +37,16 @@ class MessageBroker(Protocol):
     async def close(self) -> None: ...
 
 
+# Error replies that say the server, not the message, is the problem: nothing is charged to
+# the events, and the batch is tried again once Redis recovers.
+_SERVER_CONDITIONS = (
+    "OOM", "READONLY", "NOPERM", "MISCONF", "LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN",
+    "TRYAGAIN", "NOREPLICAS",
+)  # fmt: skip
+# The key exists with another type: no retry will ever succeed.
+_PERMANENT_CONDITIONS = ("WRONGTYPE",)
+
+
 class RedisStreamsBroker:
     """One stream per topic; CloudEvents attributes become entry fields."""
 
@@ -57,9 +67,20 @@ class RedisStreamsBroker:
                 replies = await pipeline.execute(raise_on_error=False)
         except (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError) as error:
             raise BrokerUnavailableError(str(error) or type(error).__name__) from error
-        return [
-            PublishError(str(reply)) if isinstance(reply, Exception) else None for reply in replies
-        ]
+        return [_result(reply) for reply in replies]
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _result(reply: object) -> PublishError | None:
+    if not isinstance(reply, Exception):
+        return None
+    message = str(reply)
+    # redis-py strips the code of the errors it has a class for, and keeps it as status_code.
+    code = getattr(reply, "status_code", None) or message.split(" ", 1)[0]
+    if code in _SERVER_CONDITIONS:
+        raise BrokerUnavailableError(f"{code} {message}")
+    if code in _PERMANENT_CONDITIONS:
+        return PermanentPublishError(message)
+    return PublishError(message)

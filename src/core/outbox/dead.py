@@ -8,6 +8,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.outbox.tables import DeadEvent
 
+# The hold a dead event put on its aggregate (`block` policy) goes with the decision.
+_RELEASE = text("""
+DELETE FROM outbox_key_holds h USING outbox_dead_events d
+WHERE d.event_id = :event_id
+    AND h.aggregate_type = d.aggregate_type AND h.aggregate_id = d.aggregate_id
+""")
+
 _REPLAY = text("""
 WITH revived AS (DELETE FROM outbox_dead_events WHERE event_id = :event_id RETURNING *)
 INSERT INTO outbox_events (event_id, source, type, subject, topic, aggregate_type, aggregate_id,
@@ -52,11 +59,13 @@ async def show_dead_event(engine: AsyncEngine, event_id: uuid.UUID) -> dict[str,
 async def replay_dead_event(engine: AsyncEngine, event_id: uuid.UUID) -> bool:
     """Move the event back to the outbox with fresh attempts; its aggregate resumes after it."""
     async with engine.begin() as connection:
+        await connection.execute(_RELEASE, {"event_id": event_id})
         return (await connection.execute(_REPLAY, {"event_id": event_id})).first() is not None
 
 
 async def discard_dead_event(engine: AsyncEngine, event_id: uuid.UUID) -> bool:
     """Drop the event for good; its aggregate's later events flow again."""
     async with engine.begin() as connection:
+        await connection.execute(_RELEASE, {"event_id": event_id})
         result = await connection.execute(delete(DeadEvent).where(DeadEvent.event_id == event_id))
         return bool(result.rowcount)

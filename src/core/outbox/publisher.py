@@ -1,8 +1,10 @@
-"""The outbox publisher: claims ready rows, publishes them in per-aggregate order, deletes them.
+"""The outbox publisher: claims rows, publishes them in per-aggregate order, deletes them.
 
 One batch is one transaction. Keys (aggregates) are locked with transaction-scoped advisory
-locks, so any number of publishers run side by side without reordering an aggregate's events;
-a failing event backs off only its own aggregate.
+locks, so any number of publishers run side by side without reordering an aggregate's events.
+A failing event puts a hold on its own aggregate (until its backoff ends, or for good when it
+dies under the `block` policy); held aggregates are left out of the claim, so their later
+events never crowd out anyone else's.
 """
 
 import asyncio
@@ -37,29 +39,28 @@ log = structlog.get_logger(__name__)
 # First half of the two-int advisory lock key, so ours never collide with other users of locks.
 LOCK_NAMESPACE = 0x6F7574
 
-_NOT_BLOCKED = """AND NOT EXISTS (SELECT 1 FROM outbox_dead_events d
-    WHERE d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id)"""
-
-# 1. Lock up to `batch` aggregates that have a ready event, skipping those another publisher
-#    holds. Transaction-scoped: released at commit, or when the connection dies.
-_LOCK_KEYS = """
+# 1. Lock up to `batch` aggregates among the oldest events' that are not on hold, skipping
+#    those another publisher holds. Transaction-scoped: released at commit, or when the
+#    connection dies.
+_LOCK_KEYS = text("""
 WITH candidates AS (
     SELECT DISTINCT aggregate_type, aggregate_id FROM (
         SELECT o.aggregate_type, o.aggregate_id FROM outbox_events o
-        WHERE o.available_at <= now() {not_blocked}
-        ORDER BY o.available_at, o.id LIMIT :window
-    ) AS ready
+        WHERE NOT EXISTS (SELECT 1 FROM outbox_key_holds h
+            WHERE h.aggregate_type = o.aggregate_type AND h.aggregate_id = o.aggregate_id
+            AND h.until > now())
+        ORDER BY o.id LIMIT :window
+    ) AS oldest
 )
 SELECT aggregate_type, aggregate_id FROM candidates
 WHERE pg_try_advisory_xact_lock(:namespace, hashtext(aggregate_type || ':' || aggregate_id))
 LIMIT :batch
-"""
+""")
 
 # 2. A new statement, so a new snapshot taken after the locks: rows another publisher deleted
 #    before releasing a key are gone. Each key's oldest events, in version order.
 _LOAD = text("""
-SELECT e.*, e.available_at <= now() AS ready,
-    extract(epoch FROM clock_timestamp() - e.occurred_at) AS age_seconds
+SELECT e.*, extract(epoch FROM clock_timestamp() - e.occurred_at) AS age_seconds
 FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(aggregate_type, aggregate_id)
 CROSS JOIN LATERAL (
     SELECT * FROM outbox_events o
@@ -72,17 +73,24 @@ ORDER BY e.aggregate_type, e.aggregate_id, e.aggregate_version
 _GAUGES = text("""
 SELECT (SELECT count(*) FROM outbox_events),
     (SELECT extract(epoch FROM now() - min(occurred_at)) FROM outbox_events),
-    (SELECT count(*) FROM outbox_dead_events)
+    (SELECT count(*) FROM outbox_dead_events),
+    (SELECT count(*) FROM outbox_key_holds WHERE until > now())
 """)
+_FORGET_EXPIRED_HOLDS = text("DELETE FROM outbox_key_holds WHERE until <= now()")
 GAUGE_INTERVAL_SECONDS = 5.0
 
-_BACK_OFF = text("""
-UPDATE outbox_events SET
-    attempts = CASE WHEN id = :id THEN attempts + 1 ELSE attempts END,
-    last_error = CASE WHEN id = :id THEN :error ELSE last_error END,
-    available_at = now() + make_interval(secs => :delay)
-WHERE aggregate_type = :aggregate_type AND aggregate_id = :aggregate_id
-    AND aggregate_version >= :aggregate_version
+_FAILED = text(
+    "UPDATE outbox_events SET attempts = attempts + 1, last_error = :error WHERE id = :id"
+)
+
+# Until `infinity` for a dead event under the `block` policy: an operator lifts it.
+_HOLD = text("""
+INSERT INTO outbox_key_holds (aggregate_type, aggregate_id, until, reason)
+VALUES (:aggregate_type, :aggregate_id,
+    CASE WHEN :forever THEN 'infinity'::timestamptz ELSE now() + make_interval(secs => :delay) END,
+    :reason)
+ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+SET until = excluded.until, reason = excluded.reason
 """)
 
 _BURY = text("""
@@ -117,8 +125,6 @@ class OutboxPublisher:
         self._broker = broker
         self._settings = settings
         self._metrics = metrics
-        not_blocked = _NOT_BLOCKED if settings.poison_policy == "block" else ""
-        self._lock_keys = text(_LOCK_KEYS.format(not_blocked=not_blocked))
         self.wake = asyncio.Event()
 
     async def publish_batch(self) -> int:
@@ -129,7 +135,7 @@ class OutboxPublisher:
             self._metrics.claim_seconds.observe(time.perf_counter() - started)
             if not rows:
                 return 0
-            outcome = await self._publish(_ready_runs(rows))
+            outcome = await self._publish(_runs(rows))
             await self._settle(connection, outcome)
         self._record(outcome)
         if outcome.broker_unavailable is not None:
@@ -143,7 +149,7 @@ class OutboxPublisher:
             "batch": batch,
             "namespace": LOCK_NAMESPACE,
         }
-        keys = (await connection.execute(self._lock_keys, parameters)).all()
+        keys = (await connection.execute(_LOCK_KEYS, parameters)).all()
         if not keys:
             return []
         # Spread the batch over the locked keys: fewer publish rounds than one deep key.
@@ -207,36 +213,12 @@ class OutboxPublisher:
         for row, error in outcome.failed:
             attempts = row.attempts + 1
             if isinstance(error, PermanentPublishError) or attempts >= self._settings.max_attempts:
-                reason = (
-                    "refused permanently"
-                    if isinstance(error, PermanentPublishError)
-                    else (f"gave up after {attempts} attempts")
-                )
-                await connection.execute(
-                    _BURY, {"id": row.id, "error": str(error), "reason": reason}
-                )
+                await self._bury(connection, row, error, attempts)
                 outcome.dead += 1
-                log.error(
-                    "outbox.event_dead",
-                    event_id=str(row.event_id),
-                    type=row.type,
-                    aggregate_id=row.aggregate_id,
-                    reason=reason,
-                    error=str(error),
-                )
                 continue
             delay = self._backoff(attempts)
-            await connection.execute(
-                _BACK_OFF,
-                {
-                    "id": row.id,
-                    "error": str(error),
-                    "delay": delay,
-                    "aggregate_type": row.aggregate_type,
-                    "aggregate_id": row.aggregate_id,
-                    "aggregate_version": row.aggregate_version,
-                },
-            )
+            await connection.execute(_FAILED, {"id": row.id, "error": str(error)})
+            await connection.execute(_HOLD, _hold(row, str(error), delay=delay))
             log.warning(
                 "outbox.publish_failed",
                 event_id=str(row.event_id),
@@ -246,6 +228,24 @@ class OutboxPublisher:
                 retry_in=round(delay, 2),
                 error=str(error),
             )
+
+    async def _bury(
+        self, connection: AsyncConnection, row: Row[Any], error: PublishError, attempts: int
+    ) -> None:
+        permanent = isinstance(error, PermanentPublishError)
+        reason = "refused permanently" if permanent else f"gave up after {attempts} attempts"
+        await connection.execute(_BURY, {"id": row.id, "error": str(error), "reason": reason})
+        if self._settings.poison_policy == "block":
+            hold = _hold(row, f"dead event {row.event_id}", forever=True)
+            await connection.execute(_HOLD, hold)
+        log.error(
+            "outbox.event_dead",
+            event_id=str(row.event_id),
+            type=row.type,
+            aggregate_id=row.aggregate_id,
+            reason=reason,
+            error=str(error),
+        )
 
     def _backoff(self, attempts: int) -> float:
         base = self._settings.backoff_base_seconds * 2 ** (attempts - 1)
@@ -262,11 +262,14 @@ class OutboxPublisher:
         metrics.dead.inc(outcome.dead)
 
     async def refresh_gauges(self) -> None:
-        async with self._engine.connect() as connection:
-            pending, oldest, dead = (await connection.execute(_GAUGES)).one()
+        """Set the backlog gauges, and forget holds whose backoff is over."""
+        async with self._engine.begin() as connection:
+            await connection.execute(_FORGET_EXPIRED_HOLDS)
+            pending, oldest, dead, held = (await connection.execute(_GAUGES)).one()
         self._metrics.pending.set(pending)
         self._metrics.oldest_pending_age.set(float(oldest or 0))
         self._metrics.dead_events.set(dead)
+        self._metrics.keys_held.set(held)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until `stop` is set; the batch in flight always finishes first."""
@@ -294,18 +297,23 @@ class OutboxPublisher:
         log.info("outbox.publisher_stopped")
 
 
-def _ready_runs(rows: Sequence[Row[Any]]) -> list[list[Row[Any]]]:
-    """Per aggregate, its events in version order up to the first one still backing off."""
-    runs = []
-    for _, group in groupby(rows, key=lambda row: (row.aggregate_type, row.aggregate_id)):
-        run = []
-        for row in group:
-            if not row.ready:
-                break
-            run.append(row)
-        if run:
-            runs.append(run)
-    return runs
+def _runs(rows: Sequence[Row[Any]]) -> list[list[Row[Any]]]:
+    """The loaded rows grouped per aggregate, each group in version order."""
+    return [
+        list(group) for _, group in groupby(rows, key=lambda r: (r.aggregate_type, r.aggregate_id))
+    ]
+
+
+def _hold(
+    row: Row[Any], reason: str, *, delay: float = 0.0, forever: bool = False
+) -> dict[str, Any]:
+    return {
+        "aggregate_type": row.aggregate_type,
+        "aggregate_id": row.aggregate_id,
+        "forever": forever,
+        "delay": delay,
+        "reason": reason,
+    }
 
 
 def _event(row: Row[Any]) -> CloudEvent:

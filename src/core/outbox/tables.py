@@ -49,13 +49,22 @@ class OutboxEvent(_EventColumns, Base):
     __tablename__ = "outbox_events"
     __table_args__ = (
         UniqueConstraint("aggregate_type", "aggregate_id", "aggregate_version"),
-        Index("ix_outbox_events_available_at_id", "available_at", "id"),
         _QUEUE_VACUUM,
     )
 
-    # Tie-breaker for equal timestamps only, never a watermark.
+    # Picks the oldest rows' aggregates first; never a watermark ("published up to id N").
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    available_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
+class OutboxKeyHold(Base):
+    """An aggregate the publisher leaves alone until `until`: backing off, or dead ('infinity')."""
+
+    __tablename__ = "outbox_key_holds"
+
+    aggregate_type: Mapped[str] = mapped_column(Text, primary_key=True)
+    aggregate_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    until: Mapped[dt.datetime]
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class DeadEvent(_EventColumns, Base):

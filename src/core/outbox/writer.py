@@ -22,12 +22,13 @@ class Aggregate(Protocol):
     def id(self) -> uuid.UUID: ...
 
     @property
-    def version_id(self) -> int: ...
+    def version_id(self) -> int | None: ...  # None until a new aggregate is flushed
 
 
 @dataclass(frozen=True, slots=True)
 class RecordedEvent:
     aggregate: Aggregate
+    version_before: int | None
     payload: EventPayload
     data: dict[str, Any]
     traceparent: str | None
@@ -45,10 +46,16 @@ class OutboxWriter:
         data = payload.model_dump(mode="json")
         check_size(data)
         traceparent, tracestate = current_trace_context()
-        return RecordedEvent(aggregate, payload, data, traceparent, tracestate)
+        version = aggregate.version_id
+        return RecordedEvent(aggregate, version, payload, data, traceparent, tracestate)
 
     async def write(self, session: AsyncSession, events: list[RecordedEvent]) -> None:
         """Insert the rows; versions are read now, after the flush that bumped them."""
+        for event in events:
+            if event.aggregate.version_id in {None, event.version_before}:
+                # Its sequence would repeat the last event's: a change must bump the version.
+                msg = f"{type(event.payload).__name__} recorded for an unchanged aggregate"
+                raise RuntimeError(msg)
         rows = [self._row(event) for event in events]
         await session.execute(insert(OutboxEvent), rows)
         if self.settings.notify:

@@ -3,9 +3,9 @@
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from core.pagination import PageParams
 from orders.models import OrderStatus
@@ -32,6 +32,12 @@ Money = Annotated[
         description="Amount in the order's currency, sent and returned as a decimal string.",
         examples=["19.99"],
     ),
+]
+# A computed amount: as precise as its lines, with no digit limit of its own.
+Total = Annotated[
+    Decimal,
+    PlainSerializer(lambda amount: f"{amount:.2f}", return_type=str, when_used="json"),
+    Field(description="Sum of the lines, as a decimal string.", examples=["44.98"]),
 ]
 Currency = Annotated[
     str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.", examples=["EUR"])
@@ -81,6 +87,12 @@ class OrderUpdate(_Strict):
     note: Note | None = None
     lines: Annotated[list[OrderLineCreate] | None, Field(max_length=MAX_LINES)] = None
 
+    @model_validator(mode="after")
+    def _lines_are_a_list_when_given(self) -> Self:
+        if "lines" in self.model_fields_set and self.lines is None:
+            raise ValueError("lines, when given, is a list (send [] to see why that is refused)")
+        return self
+
 
 class OrderRead(OrderBase):
     model_config = ConfigDict(from_attributes=True, strict=False)
@@ -88,7 +100,7 @@ class OrderRead(OrderBase):
     id: uuid.UUID
     customer_id: uuid.UUID
     status: OrderStatus
-    total: Money
+    total: Total
     version: int = Field(validation_alias="version_id", description="Bumped by every change.")
     lines: list[OrderLineRead]
     created_at: dt.datetime
@@ -104,7 +116,7 @@ class OrderSummary(BaseModel):
     customer_id: uuid.UUID
     status: OrderStatus
     currency: str
-    total: Money
+    total: Total
     version: int = Field(validation_alias="version_id")
     created_at: dt.datetime
     updated_at: dt.datetime

@@ -37,9 +37,11 @@ async def test_redis_down_for_ten_seconds_loses_no_order_and_no_event(
 
             await place(10)
             broker.stop()
+            before_outage = len(placed)
             outage = asyncio.create_task(asyncio.sleep(10))
             while not outage.done():
                 await place(1)
+            placed_while_down = len(placed) - before_outage
             broker.start()
             await place(10)
 
@@ -51,7 +53,7 @@ async def test_redis_down_for_ten_seconds_loses_no_order_and_no_event(
                 await asyncio.sleep(0.1)
         delivered = {entry["partitionkey"] for entry in entries}
         assert delivered == set(placed)
-        assert len(placed) > 100  # orders kept coming in during the outage
+        assert placed_while_down > 0  # orders kept coming in during the outage
     finally:
         stop.set()
         await publisher

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.consumer import dead_letter_stream
 from core.dead_letters import list_dead_letters
 from core.events import CloudEvent
-from core.outbox.tables import OutboxEvent
+from core.outbox.tables import InboxEvent, OutboxEvent
 from orders.consumer import run_consumer
 from orders.settings import OrdersSettings
 from tests.support import order_payload, start_command
@@ -83,7 +83,7 @@ async def status_of(client: httpx.AsyncClient, order_id: str) -> str:
 
 
 async def test_a_successful_payment_confirms_the_order_once(
-    client: httpx.AsyncClient, engine: AsyncEngine, pay: Pay, consumer: None
+    client: httpx.AsyncClient, engine: AsyncEngine, redis: Redis, pay: Pay, consumer: None
 ) -> None:
     order_id = (await client.post("/v1/orders", json=order_payload())).json()["id"]
     event_id = await pay("succeeded", order_id)
@@ -100,6 +100,10 @@ async def test_a_successful_payment_confirms_the_order_once(
         "orders.order.placed.v1",
         "orders.order.confirmed.v1",
     ]
+    # The copy was recognised as a duplicate, not rejected by the order's rules.
+    assert await redis.xlen(dead_letter_stream("payments")) == 0
+    async with engine.connect() as connection:
+        assert await connection.scalar(select(func.count()).select_from(InboxEvent)) == 1
 
 
 async def test_a_failed_payment_cancels_the_order(

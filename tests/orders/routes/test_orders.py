@@ -254,3 +254,22 @@ async def test_concurrent_patches_with_one_etag_let_exactly_one_win(
     winner = next(response.json() for response in responses if response.status_code == 200)
     stored = (await client.get(f"/v1/orders/{order_id}")).json()
     assert (stored["note"], stored["version"]) == (winner["note"], 2)
+
+
+async def test_a_total_beyond_any_one_price_is_still_an_order(client: httpx.AsyncClient) -> None:
+    lines = [{"sku": "SKU-1", "quantity": 10_000, "unit_price": "9999999999.99"}] * 2
+    response = await client.post("/v1/orders", json=order_payload(lines=lines))
+    assert response.status_code == 201, response.text
+    assert response.json()["total"] == "199999999999800.00"
+
+
+async def test_explicit_null_lines_are_refused(client: httpx.AsyncClient) -> None:
+    order_id = (await place(client)).json()["id"]
+    response = await client.patch(f"/v1/orders/{order_id}", json={"lines": None})
+    assert_problem(response, 422, "invalid-request")
+    assert (await client.get(f"/v1/orders/{order_id}")).json()["version"] == 1
+
+
+async def test_a_page_beyond_the_limit_is_a_422_not_a_crash(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/orders", params={"page": 10**20})
+    assert_problem(response, 422, "invalid-request")
