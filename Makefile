@@ -40,9 +40,11 @@ revision: ## autogenerate a migration: make revision m="add coupons"
 	$(RUN) alembic revision --autogenerate -m "$(m)"
 
 test: install ## the whole suite on real PostgreSQL and Redis, with the branch-coverage gate
+	scripts/test-tools
 	$(RUN) pytest --cov --cov-report=term-missing:skip-covered
 
 test-fast: install ## the suite without the slow drills
+	scripts/test-tools
 	$(RUN) pytest -m "not slow"
 
 # Every pre-commit hook, those that fix files run here as checks (so pre-commit skips them),

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import Resource
@@ -42,9 +43,11 @@ def configure_tracing(settings: CoreSettings) -> trace.TracerProvider:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    # Every engine created from now on gets a span per statement; every Redis command one too.
+    # Every engine created from now on gets a span per statement; every Redis command and
+    # every outgoing httpx call one too (with the trace context sent along).
     SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     RedisInstrumentor().instrument(tracer_provider=provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     return provider
 
 

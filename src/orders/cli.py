@@ -3,8 +3,11 @@
 import argparse
 import asyncio
 import json
+import os
+import tempfile
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -16,6 +19,7 @@ from redis.asyncio import Redis
 from core.database import build_engine, ensure_database
 from core.dead_letters import list_dead_letters, replay_dead_letter, show_dead_letter
 from core.logging import configure_logging
+from core.metrics import MULTIPROCESS_DIR
 from core.outbox.dead import (
     discard_dead_event,
     list_dead_events,
@@ -41,6 +45,8 @@ def migrate(settings: OrdersSettings, alembic_ini: str = "alembic.ini") -> None:
 
 
 def serve(settings: OrdersSettings) -> None:
+    if settings.server.workers > 1:
+        _share_metrics_between_workers()
     uvicorn.run(
         "orders.main:create_app",
         factory=True,
@@ -50,6 +56,15 @@ def serve(settings: OrdersSettings) -> None:
         log_config=None,  # core.logging owns the handlers
         timeout_graceful_shutdown=10,
     )
+
+
+def _share_metrics_between_workers() -> None:
+    """Every worker writes its metrics under one directory, which /metrics adds up."""
+    directory = Path(os.environ.get(MULTIPROCESS_DIR) or tempfile.mkdtemp(prefix="orders-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # a previous run's counts would be added in
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR] = str(directory)
 
 
 async def dead_events(settings: OrdersSettings, action: str, event_id: str | None) -> Any:

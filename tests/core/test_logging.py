@@ -24,7 +24,7 @@ def test_secrets_are_masked_in_nested_values(
     structlog.get_logger("tests").info(
         "login.attempted",
         user="ada",
-        password="hunter2",
+        password="hunter2",  # pragma: allowlist secret
         request={"headers": {"Authorization": "Bearer abc", "accept": "json"}, "api_key": "k"},
         attempts=[{"session_token": "t", "ok": False}],
     )
