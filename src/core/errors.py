@@ -27,10 +27,17 @@ class DomainError(Exception):
     slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
 
-    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.headers = dict(headers or {})
+        self.extra = dict(extra or {})  # more problem members, e.g. `errors`
 
 
 class NotFoundError(DomainError):
@@ -151,6 +158,7 @@ async def _domain_error(request: Request, error: Exception) -> JSONResponse:
         slug=error.slug,
         title=error.title,
         headers=error.headers,
+        extra=error.extra,
     )
 
 

@@ -26,8 +26,12 @@ class Liveness(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready"] = "ready"
-    checks: dict[str, Literal["ok", "down"]] = Field(examples=[{"postgres": "ok", "redis": "ok"}])
+    status: Literal["ready", "degraded"] = Field(
+        description="degraded: a non-critical downstream is down; requests still served."
+    )
+    checks: dict[str, Literal["ok", "down"]] = Field(
+        examples=[{"postgres": "ok", "redis": "ok", "customers": "down"}]
+    )
 
 
 class NotReady(Problem):
@@ -54,22 +58,27 @@ async def liveness(resources: ResourcesDep) -> Liveness:
     responses={503: {"model": NotReady, "content": {PROBLEM_MEDIA_TYPE: {}}}},
 )
 async def readiness(request: Request, resources: ResourcesDep) -> Any:
-    """Ready when PostgreSQL and Redis both answer within the readiness timeout."""
+    """Ready when PostgreSQL and Redis answer within the readiness timeout; `degraded` (still
+    200) when a service this one calls is down."""
     timeout = resources.settings.server.readiness_timeout_seconds
-    names = ("postgres", "redis")
+    downstreams = resources.downstreams
     results = await asyncio.gather(
         _check(lambda: _ping_postgres(resources), timeout),
         _check(lambda: _ping_redis(resources), timeout),
+        *(_probe(resources, name, url, timeout) for name, url in downstreams.items()),
     )
-    checks = dict(zip(names, results, strict=True))
+    checks = dict(zip(("postgres", "redis", *downstreams), results, strict=True))
     for name, state in checks.items():
         resources.metrics.dependency_up.labels(name).set(1 if state == "ok" else 0)
-    down = [name for name, state in checks.items() if state == "down"]
+    down = [name for name in ("postgres", "redis") if checks[name] == "down"]
     if down:
         return problem_response(
             request.scope, 503, f"not ready: {', '.join(down)} down", extra={"checks": checks}
         )
-    return JSONResponse(Readiness(checks=checks).model_dump())
+    readiness = Readiness(
+        status="degraded" if "down" in checks.values() else "ready", checks=checks
+    )
+    return JSONResponse(readiness.model_dump())
 
 
 @metrics_router.get("/metrics", include_in_schema=False)
@@ -85,6 +94,10 @@ async def _check(probe: Callable[[], Awaitable[object]], within: float) -> Liter
     except Exception:  # noqa: BLE001 - any failure means the dependency is not usable
         return "down"
     return "ok"
+
+
+async def _probe(resources: Resources, name: str, url: str, within: float) -> Literal["ok", "down"]:
+    return "ok" if await resources.http.probe(name, url, within) else "down"
 
 
 async def _ping_postgres(resources: Resources) -> None:

@@ -7,6 +7,17 @@ def etag_for(version: int) -> str:
     return f'"{version}"'
 
 
+def none_match(if_none_match: str | None, version: int) -> bool:
+    """False when `If-None-Match` names the current ETag (the client's copy is fresh).
+
+    Weak comparison (RFC 9110 13.1.2): `W/"3"` matches `"3"`.
+    """
+    if if_none_match is None:
+        return True
+    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return not ({"*", etag_for(version)} & candidates)
+
+
 def check_if_match(if_match: str | None, version: int) -> None:
     """Raise 412 unless `If-Match` is absent, `*`, or names the current version's ETag.
 

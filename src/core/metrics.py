@@ -139,6 +139,26 @@ class HttpMetrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
+        self.client_requests = Counter(
+            "http_client_requests",
+            "Calls to other services, each attempt counted.",
+            ["downstream", "method", "route", "status_class"],
+            registry=registry,
+        )
+        self.client_duration = Histogram(
+            "http_client_request_duration_seconds",
+            "Time per attempt of a call to another service.",
+            ["downstream", "method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.client_breaker_state = Gauge(
+            "http_client_circuit_state",
+            "A downstream's circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["downstream"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
         self.dependency_up = Gauge(
             "dependency_up",
             "1 when the dependency answered the last readiness check, else 0.",

@@ -1,8 +1,8 @@
 """The process-wide clients a service needs, opened in the lifespan and closed after it."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from core.database import build_engine, build_session_factory
 from core.events import EventRegistry
+from core.http_client import ResilientClient
 from core.metrics import HttpMetrics
 from core.outbox.writer import OutboxWriter
 from core.settings import CoreSettings
@@ -23,11 +24,17 @@ class Resources:
     redis: Redis
     outbox: OutboxWriter
     metrics: HttpMetrics
+    http: ResilientClient
+    # Services this one calls, by name: their health URL. Down means degraded, not unready.
+    downstreams: Mapping[str, str] = field(default_factory=dict)
 
 
 @asynccontextmanager
 async def open_resources(
-    settings: CoreSettings, events: EventRegistry, metrics: HttpMetrics
+    settings: CoreSettings,
+    events: EventRegistry,
+    metrics: HttpMetrics,
+    downstreams: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Resources]:
     engine = build_engine(settings.database)
     metrics.watch_pool(engine)
@@ -36,10 +43,15 @@ async def open_resources(
         socket_timeout=settings.redis.socket_timeout_seconds,
         socket_connect_timeout=settings.redis.socket_timeout_seconds,
     )
+    http = ResilientClient(settings.http_client, metrics)
     try:
         outbox = OutboxWriter(events, settings.events)
-        yield Resources(settings, engine, build_session_factory(engine), redis, outbox, metrics)
+        sessions = build_session_factory(engine)
+        yield Resources(
+            settings, engine, sessions, redis, outbox, metrics, http, dict(downstreams or {})
+        )
     finally:
+        await http.aclose()
         await redis.aclose()
         await engine.dispose()
 

@@ -60,6 +60,29 @@ class ServerSettings(BaseModel):
     readiness_timeout_seconds: Annotated[float, Field(gt=0)] = 1.0
 
 
+class HttpClientSettings(BaseModel):
+    """Calls to other services: timeouts, retries and the circuit breaker, for every downstream."""
+
+    connect_timeout_seconds: Annotated[float, Field(gt=0)] = 1.0
+    read_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
+    total_timeout_seconds: Annotated[
+        float, Field(gt=0, description="For a call with all its retries.")
+    ] = 5.0
+    max_connections: Annotated[int, Field(ge=1)] = 100
+    max_keepalive_connections: Annotated[int, Field(ge=0)] = 20
+    retries: Annotated[
+        int, Field(ge=0, description="Idempotent calls only; on 502/503/504 and lost connections.")
+    ] = 2
+    backoff_base_seconds: Annotated[float, Field(gt=0)] = 0.1
+    backoff_max_seconds: Annotated[float, Field(gt=0)] = 2.0
+    breaker_threshold: Annotated[
+        int, Field(ge=1, description="Failures in a row that open a downstream's breaker.")
+    ] = 5
+    breaker_reset_seconds: Annotated[
+        float, Field(gt=0, description="How long it stays open before one trial call.")
+    ] = 30.0
+
+
 class LoggingSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Annotated[
@@ -139,6 +162,7 @@ class CoreSettings(BaseSettings):
     events: EventsSettings = EventsSettings()
     outbox: OutboxSettings = OutboxSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    http_client: HttpClientSettings = HttpClientSettings()
 
     @property
     def docs_enabled(self) -> bool:

@@ -22,6 +22,24 @@ class OrderWithoutLinesError(BusinessRuleError):
         super().__init__("an order needs at least one line")
 
 
+class UnknownCustomerError(BusinessRuleError):
+    slug = "unknown-customer"
+    title = "Unknown customer"
+
+    def __init__(self, customer_id: uuid.UUID) -> None:
+        message = f"customer {customer_id} does not exist"
+        field = {"location": ["body", "customer_id"], "message": message, "code": "unknown"}
+        super().__init__(message, extra={"errors": [field]})
+
+
+class CustomerBlockedError(ConflictError):
+    slug = "customer-blocked"
+    title = "Customer may not order"
+
+    def __init__(self, customer_id: uuid.UUID) -> None:
+        super().__init__(f"customer {customer_id} is blocked from ordering")
+
+
 class OrderStatusConflictError(ConflictError):
     """The order's status does not allow the requested change."""
 

@@ -27,7 +27,10 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
-        async with open_resources(settings, events, metrics) as resources:
+        downstreams = {}
+        if settings.customers.base_url is not None:
+            downstreams["customers"] = settings.customers.base_url + settings.customers.health_path
+        async with open_resources(settings, events, metrics, downstreams) as resources:
             yield {"resources": resources}
 
     docs = settings.docs_enabled

@@ -1,15 +1,22 @@
 """Order endpoints: translate HTTP to service calls and back, nothing more."""
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from core.errors import ConcurrentUpdateError, PreconditionFailedError, problem_responses
-from core.http import etag_for
+from core.http import etag_for, none_match
+from core.http_client import DownstreamUnavailableError
 from core.pagination import Page
 from orders.dependencies import OrderServiceDep
-from orders.errors import OrderNotFoundError, OrderStatusConflictError, OrderWithoutLinesError
+from orders.errors import (
+    CustomerBlockedError,
+    OrderNotFoundError,
+    OrderStatusConflictError,
+    OrderWithoutLinesError,
+    UnknownCustomerError,
+)
 from orders.models import Order
 from orders.schemas.orders import OrderCreate, OrderFilters, OrderRead, OrderSummary, OrderUpdate
 
@@ -29,7 +36,12 @@ def _order_response(response: Response, order: Order) -> OrderRead:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(OrderWithoutLinesError),
+    responses=problem_responses(
+        OrderWithoutLinesError,
+        UnknownCustomerError,
+        CustomerBlockedError,
+        DownstreamUnavailableError,
+    ),
 )
 async def place_order(
     payload: OrderCreate, service: OrderServiceDep, request: Request, response: Response
@@ -40,10 +52,29 @@ async def place_order(
     return _order_response(response, order)
 
 
-@router.get("/{order_id}", responses=problem_responses(OrderNotFoundError))
-async def get_order(order_id: uuid.UUID, service: OrderServiceDep, response: Response) -> OrderRead:
+@router.get(
+    "/{order_id}",
+    response_model=OrderRead,
+    responses={
+        304: {"description": "Not modified: the ETag in If-None-Match is current."},
+        **problem_responses(OrderNotFoundError),
+    },
+)
+async def get_order(
+    order_id: uuid.UUID,
+    service: OrderServiceDep,
+    response: Response,
+    if_none_match: Annotated[
+        str | None, Header(description="An ETag held: 304 without a body while it is current.")
+    ] = None,
+) -> Any:
     """Fetch one order with its lines."""
-    return _order_response(response, await service.get_order(order_id))
+    order = await service.get_order(order_id)
+    if not none_match(if_none_match, order.version_id):
+        return Response(
+            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag_for(order.version_id)}
+        )
+    return _order_response(response, order)
 
 
 @router.get("", responses=problem_responses())

@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 import structlog
 from sqlalchemy import func
@@ -11,7 +11,14 @@ from core.database import new_id
 from core.events import EventPayload
 from core.http import check_if_match
 from core.pagination import Page
-from orders.errors import OrderNotFoundError, OrderStatusConflictError, OrderWithoutLinesError
+from orders.clients.customers import Customer
+from orders.errors import (
+    CustomerBlockedError,
+    OrderNotFoundError,
+    OrderStatusConflictError,
+    OrderWithoutLinesError,
+    UnknownCustomerError,
+)
 from orders.events import (
     OrderCancelled,
     OrderConfirmed,
@@ -34,11 +41,18 @@ log = structlog.get_logger(__name__)
 CancelReason = Literal["requested", "payment_failed"]
 
 
+class CustomerDirectory(Protocol):
+    async def find(self, customer_id: uuid.UUID) -> Customer | None: ...
+
+
 class OrderService:
-    def __init__(self, uow: OrdersUnitOfWork) -> None:
+    def __init__(self, uow: OrdersUnitOfWork, customers: CustomerDirectory | None = None) -> None:
         self.uow = uow
+        self.customers = customers  # None: no customers service configured, no check
 
     async def place_order(self, payload: OrderCreate) -> Order:
+        # Asked before the transaction opens: no database connection waits on the network.
+        await self._check_customer(payload.customer_id)
         async with self.uow:
             order = Order(
                 id=new_id(),
@@ -128,6 +142,15 @@ class OrderService:
             self.uow.add_event(order, event(order))
             await self.uow.commit()
         return order
+
+    async def _check_customer(self, customer_id: uuid.UUID) -> None:
+        if self.customers is None:
+            return
+        customer = await self.customers.find(customer_id)
+        if customer is None:
+            raise UnknownCustomerError(customer_id)
+        if customer.blocked:
+            raise CustomerBlockedError(customer_id)
 
     async def _load(self, order_id: uuid.UUID) -> Order:
         order = await self.uow.orders.get(order_id)

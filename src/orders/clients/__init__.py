@@ -1,0 +1,1 @@
+"""Clients of other services, in this service's terms."""
