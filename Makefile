@@ -7,7 +7,7 @@ UV := $(shell if uv --version >/dev/null 2>&1; then echo uv; \
 	else python3 -m pip install --quiet --disable-pip-version-check uv >&2 && echo "python3 -m uv"; fi)
 RUN := $(UV) run --frozen
 
-.PHONY: help install run serve publish consume migrate revision catalogue test test-fast lint fmt check bench
+.PHONY: help install run serve publish consume migrate revision catalogue reference test test-fast lint fmt check bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ publish: ## the outbox publisher alone
 
 consume: ## the payments consumer alone
 	$(RUN) orders consume
+
+reference: ## regenerate docs/configuration.md, m2m/settings.json and m2m/http.json
+	ORDERS_LOGGING__LEVEL=WARNING $(RUN) python scripts/reference.py
 
 catalogue: ## regenerate docs/events (AsyncAPI, event schemas); refuses breaking changes
 	$(RUN) orders catalogue

@@ -20,14 +20,16 @@ class Environment(StrEnum):
 
 
 class DatabaseSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 5432
-    user: str = "postgres"
-    password: SecretStr = SecretStr("")
-    name: str = "orders"
+    host: str = Field("127.0.0.1", description="PostgreSQL host.")
+    port: Annotated[int, Field(ge=1, le=65535, description="PostgreSQL port.")] = 5432
+    user: str = Field("postgres", description="Role to connect as.")
+    password: SecretStr = Field(SecretStr(""), description="Empty: trust or peer auth.")
+    name: str = Field("orders", description="Database; `orders migrate` creates it if missing.")
     pool_size: Annotated[int, Field(ge=1, description="Connections kept open per process.")] = 10
     max_overflow: Annotated[int, Field(ge=0, description="Extra connections under bursts.")] = 0
-    pool_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    pool_timeout_seconds: Annotated[
+        float, Field(gt=0, description="Wait for a free connection before failing.")
+    ] = 5.0
     statement_timeout_ms: Annotated[int, Field(ge=0, description="0 disables it.")] = 5000
     idle_in_transaction_timeout_ms: Annotated[
         int, Field(ge=0, description="Ends a session stuck inside a transaction; 0 disables it.")
@@ -46,18 +48,22 @@ class DatabaseSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
-    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    socket_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
+    url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"), description="With the password inside, if any."
+    )
+    socket_timeout_seconds: Annotated[float, Field(gt=0, description="Per command.")] = 2.0
 
 
 class ServerSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8000
-    workers: Annotated[int, Field(ge=1)] = 1
+    host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 in a container.")
+    port: Annotated[int, Field(ge=1, le=65535, description="HTTP port.")] = 8000
+    workers: Annotated[int, Field(ge=1, description="uvicorn worker processes.")] = 1
     docs_enabled: Annotated[
         bool | None, Field(description="Serve /docs and /openapi.json; unset: only in development.")
     ] = None
-    readiness_timeout_seconds: Annotated[float, Field(gt=0)] = 1.0
+    readiness_timeout_seconds: Annotated[
+        float, Field(gt=0, description="How long /health/ready waits for each dependency.")
+    ] = 1.0
 
 
 class HttpClientSettings(BaseModel):
@@ -84,7 +90,10 @@ class HttpClientSettings(BaseModel):
 
 
 class LoggingSettings(BaseModel):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        Field(description="DEBUG adds every SQL statement."),
+    ] = "INFO"
     format: Annotated[
         Literal["json", "console"], Field(description="console: readable, for development.")
     ] = "json"
@@ -96,8 +105,8 @@ class LoggingSettings(BaseModel):
 class BuildInfo(BaseModel):
     """Stamped into the image at build time and shown by /health."""
 
-    commit: str = "unknown"
-    time: str = "unknown"
+    commit: str = Field("unknown", description="Git commit of the build.")
+    time: str = Field("unknown", description="When the image was built.")
 
 
 class EventsSettings(BaseModel):
@@ -151,9 +160,12 @@ class CoreSettings(BaseSettings):
         env_file=".env", env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
-    service_name: str = "service"
-    service_version: str = "0.0.0"
-    environment: Environment = Environment.DEVELOPMENT
+    service_name: str = Field("service", description="In logs, traces and /health.")
+    service_version: str = Field("0.0.0", description="Defaults to the package version.")
+    environment: Environment = Field(
+        Environment.DEVELOPMENT,
+        description="Outside development and test, placeholder secrets are refused.",
+    )
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     server: ServerSettings = ServerSettings()

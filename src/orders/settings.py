@@ -14,7 +14,7 @@ class CustomersSettings(BaseModel):
         str | None,
         Field(description="The customers service, e.g. http://customers:8000; unset: no check."),
     ] = None
-    health_path: str = "/health"
+    health_path: str = Field("/health", description="Probed by /health/ready.")
     cache_ttl_seconds: Annotated[int, Field(ge=1)] = 60
     negative_cache_ttl_seconds: Annotated[int, Field(ge=1, description="For unknown ids.")] = 10
 
@@ -27,8 +27,11 @@ class CustomersSettings(BaseModel):
 class OrdersSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERS_")
 
-    service_name: str = "orders"
-    service_version: str = version("orders-service")
+    service_name: str = Field("orders", description="In logs, traces and /health.")
+    service_version: str = Field(
+        default_factory=lambda: version("orders-service"),
+        description="The installed package's version, shown by /health.",
+    )
     events: EventsSettings = EventsSettings(
         source="/services/orders", type_prefix="orders", schema_base="urn:orders:event-schema:"
     )

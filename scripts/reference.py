@@ -1,0 +1,128 @@
+"""Writes the references generated from the code: docs/configuration.md, m2m/settings.json and
+m2m/http.json. `--check` writes nothing and fails when a committed file is out of date."""
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from orders.main import create_app
+from orders.settings import OrdersSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "ORDERS_"
+
+
+def settings_reference() -> list[dict[str, Any]]:
+    """Every environment variable the service reads, with its type, default and meaning."""
+    return list(_walk(OrdersSettings, PREFIX, OrdersSettings.model_construct()))
+
+
+def _walk(model: type[BaseModel], prefix: str, defaults: BaseModel) -> Any:
+    for name, field in model.model_fields.items():
+        value = getattr(defaults, name)
+        if isinstance(value, BaseModel):
+            yield from _walk(type(value), f"{prefix}{name.upper()}__", value)
+            continue
+        yield {
+            "variable": prefix + name.upper(),
+            "type": _type_name(field),
+            "default": _default(value),
+            "description": field.description or "",
+        }
+
+
+def _type_name(field: FieldInfo) -> str:
+    return _describe(field.annotation)
+
+
+def _describe(annotation: object) -> str:
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(arg) for arg in args)
+    if args and type(None) in args:
+        return " or ".join(_describe(arg) for arg in args if arg is not type(None)) + " (optional)"
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return "one of " + ", ".join(str(member.value) for member in annotation)
+    if get_origin(annotation) is list:
+        return f"JSON list of {_describe(args[0])}"
+    name = getattr(annotation, "__name__", str(annotation))
+    return {"SecretStr": "secret string", "str": "string", "int": "integer"}.get(name, name)
+
+
+def _default(value: object) -> object:
+    if hasattr(value, "get_secret_value"):
+        return "(secret)" if value.get_secret_value() else ""
+    if isinstance(value, str | int | float | bool | list) or value is None:
+        return value
+    return str(value)
+
+
+def http_reference() -> list[dict[str, Any]]:
+    """Every operation of the API, with the problems it can return."""
+    settings = OrdersSettings(_env_file=None)
+    server = settings.server.model_copy(update={"docs_enabled": True})
+    schema = create_app(settings.model_copy(update={"server": server})).openapi()
+    operations = []
+    for path, item in sorted(schema["paths"].items()):
+        for method, operation in sorted(item.items()):
+            responses = operation.get("responses", {})
+            operations.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": operation.get("description", ""),
+                    "statuses": sorted(responses),
+                    "authentication": "none",
+                }
+            )
+    return operations
+
+
+def configuration_markdown(reference: list[dict[str, Any]]) -> str:
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `OrdersSettings` by `make reference`; a test fails when it is stale.",
+        "Every variable is optional; `.env.example` shows them with their defaults.",
+        "",
+        "| variable | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{row['variable']}` | {row['type']} | `{row['default']}` | {row['description']} |"
+        for row in reference
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def files() -> dict[Path, str]:
+    settings = settings_reference()
+    return {
+        ROOT / "docs" / "configuration.md": configuration_markdown(settings),
+        ROOT / "m2m" / "settings.json": json.dumps(settings, indent=2) + "\n",
+        ROOT / "m2m" / "http.json": json.dumps(http_reference(), indent=2) + "\n",
+    }
+
+
+def main(argv: list[str]) -> int:
+    current = files()
+    stale = [
+        path for path, text in current.items() if not path.exists() or path.read_text() != text
+    ]
+    if "--check" in argv:
+        for path in stale:
+            print(f"out of date: {path.relative_to(ROOT)} (run `make reference`)")
+        return 1 if stale else 0
+    for path, text in current.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,57 @@
+"""The m2m facts and the generated references agree with the code."""
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import reference
+from core.database import Base
+from orders.cli import _parser
+from orders.consumers.payments import PAYMENT_EVENTS
+from orders.events import order_events
+
+M2M = Path("m2m")
+
+
+def load(name: str) -> Any:
+    return json.loads((M2M / name).read_text())
+
+
+def test_the_generated_references_are_current() -> None:
+    stale = [str(path) for path, text in reference.files().items() if path.read_text() != text]
+    assert stale == [], "run `make reference` and commit the result"
+
+
+def test_every_table_is_described() -> None:
+    described = {row["table"] for row in load("tables.json")}
+    assert described == {*Base.metadata.tables, "alembic_version"}
+    assert all(row["purpose"] for row in load("tables.json"))
+
+
+def test_every_event_type_is_listed_with_an_existing_schema() -> None:
+    events = load("events.json")
+    published = {row["type"] for row in events["published"]}
+    assert published == {event_type for event_type, _ in order_events("orders")}
+    assert all(Path(row["schema"]).exists() for row in events["published"])
+    assert {row["type"] for row in events["consumed"]} == {t for t, _ in PAYMENT_EVENTS}
+    streams = {row["stream"] for row in load("streams.json")}
+    assert {row["stream"] for row in events["published"] + events["consumed"]} <= streams
+
+
+def test_every_http_operation_is_listed() -> None:
+    listed = {(row["method"], row["path"]) for row in load("http.json")}
+    assert ("POST", "/v1/orders") in listed
+    assert ("GET", "/v1/orders/{order_id}") in listed
+    assert len(listed) == 8
+
+
+def test_the_commands_exist() -> None:
+    service = load("service.json")
+    targets = set(re.findall(r"^([a-z-]+):", Path("Makefile").read_text(), flags=re.MULTILINE))
+    for command in service["commands"].values():
+        if command.startswith("make "):
+            assert command.split()[1] in targets, command
+    subcommands = set(re.findall(r"^    ([a-z-]+) ", _parser().format_help(), flags=re.MULTILINE))
+    for process in service["processes"]:
+        assert process["command"].split()[1] in subcommands, process
