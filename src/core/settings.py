@@ -66,6 +66,40 @@ class ServerSettings(BaseModel):
     ] = 1.0
 
 
+class HttpSettings(BaseModel):
+    """What the API accepts and how it answers, beyond each route's own rules."""
+
+    max_body_bytes: Annotated[
+        int, Field(ge=1, description="Larger request bodies get 413, unread.")
+    ] = 1_048_576
+    request_timeout_seconds: Annotated[
+        float, Field(gt=0, description="Longer requests get 504.")
+    ] = 30.0
+    cors_origins: Annotated[
+        list[str], Field(description="Origins browsers may call from (a JSON list); none: no CORS.")
+    ] = []
+    cors_allow_credentials: bool = Field(
+        default=False, description="Let those origins send cookies and Authorization."
+    )
+    trusted_proxies: Annotated[
+        list[str],
+        Field(description="Addresses whose X-Forwarded-For/-Proto are believed (a JSON list)."),
+    ] = []
+    hsts_seconds: Annotated[
+        int, Field(ge=0, description="Strict-Transport-Security max-age on HTTPS; 0: none.")
+    ] = 31_536_000
+    gzip_minimum_bytes: Annotated[
+        int, Field(ge=1, description="Responses at least this large are gzipped when asked.")
+    ] = 1000
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> Self:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            msg = "CORS: '*' cannot be an origin when credentials are allowed; list the origins"
+            raise ValueError(msg)
+        return self
+
+
 class HttpClientSettings(BaseModel):
     """Calls to other services: timeouts, retries and the circuit breaker, for every downstream."""
 
@@ -174,6 +208,7 @@ class CoreSettings(BaseSettings):
     events: EventsSettings = EventsSettings()
     outbox: OutboxSettings = OutboxSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    http: HttpSettings = HttpSettings()
     http_client: HttpClientSettings = HttpClientSettings()
 
     @property

@@ -55,6 +55,9 @@ def serve(settings: OrdersSettings) -> None:
         workers=settings.server.workers,
         log_config=None,  # core.logging owns the handlers
         timeout_graceful_shutdown=10,
+        # X-Forwarded-For/-Proto count only from the proxies named in the settings.
+        proxy_headers=bool(settings.http.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.http.trusted_proxies) or None,
     )
 
 

@@ -4,10 +4,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from core import health
 from core.errors import install_error_handlers
+from core.hardening import RequestGuardMiddleware, SecurityHeadersMiddleware
 from core.logging import configure_logging
 from core.metrics import HttpMetrics
 from core.middleware import AccessMiddleware, RequestContextMiddleware
@@ -43,13 +46,39 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url=None,
     )
-    # Added last is outermost: the request id is set before the access line is written.
+    # Added last is outermost: the request id is set before the access line is written, and
+    # every refusal below it is logged, counted and carries the headers.
+    http = settings.http
+    app.add_middleware(GZipMiddleware, minimum_size=http.gzip_minimum_bytes)
+    app.add_middleware(
+        RequestGuardMiddleware,
+        max_body_bytes=http.max_body_bytes,
+        timeout_seconds=http.request_timeout_seconds,
+    )
+    if http.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=http.cors_origins,
+            allow_credentials=http.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Match",
+                "Idempotency-Key",
+                "X-Request-ID",
+            ],
+            expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware, hsts_seconds=http.hsts_seconds)
     app.add_middleware(AccessMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(health.metrics_router)
-    app.include_router(v1)
+    # FastAPI stops a streamed body at the limit as it reads (413, rendered as a problem).
+    app.include_router(v1, max_body_size=settings.http.max_body_bytes)
     # Outermost of all: the server span (continuing an incoming traceparent) spans everything.
     FastAPIInstrumentor.instrument_app(
         app, tracer_provider=tracer_provider, excluded_urls="/health,/metrics"
