@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from enum import IntEnum
+from math import ceil
 from typing import Any
 
 import httpx
@@ -140,15 +141,23 @@ class ResilientClient:
             if not breaker.allow():
                 self._observe(downstream, breaker)
                 raise DownstreamUnavailableError(downstream, breaker.retry_after(), "circuit open")
-            with self._timed(downstream, method, url, route, attempt) as outcome:
-                response = await self._send(method, url, headers, deadline, outcome, kwargs)
-            retryable = response is None or response.status_code in RETRYABLE_STATUS
-            breaker.record(ok=not retryable)
-            self._observe(downstream, breaker)
-            if response is not None and not retryable:
+            response = None
+            try:
+                with self._timed(downstream, method, url, route, attempt) as outcome:
+                    response = await self._send(method, url, headers, deadline, outcome, kwargs)
+            finally:
+                # Whatever ended the attempt (even a cancellation), the breaker hears of it,
+                # or a half-open trial would never finish.
+                breaker.record(ok=response is not None and not response.is_server_error)
+                self._observe(downstream, breaker)
+            if response is not None and response.status_code not in RETRYABLE_STATUS:
                 return response
             failure = outcome.get("error") or f"status {outcome.get('status')}"
-            delay = self._delay(attempt, response)
+            wait = _retry_after_seconds(response) if response is not None else None
+            if wait is not None and wait > self._settings.backoff_max_seconds:
+                # The downstream asks for longer than we may wait: pass its answer on.
+                raise DownstreamUnavailableError(downstream, ceil(wait), failure)
+            delay = self._delay(attempt, wait)
             if attempt == attempts or time.monotonic() + delay >= deadline:
                 break
             await asyncio.sleep(delay)
@@ -173,13 +182,12 @@ class ResilientClient:
         outcome["status"] = response.status_code
         return response
 
-    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
         base = self._settings.backoff_base_seconds * 2 ** (attempt - 1)
         jitter = random.uniform(0.8, 1.2)  # noqa: S311 - spreads retries only
         delay = float(min(base, self._settings.backoff_max_seconds) * jitter)
-        retry_after = _retry_after_seconds(response) if response is not None else None
-        if retry_after is not None:  # the server knows better, within our own bound
-            delay = min(max(delay, retry_after), self._settings.backoff_max_seconds)
+        if retry_after is not None:  # the server knows better (within our bound, see call)
+            delay = max(delay, retry_after)
         return delay
 
     @contextmanager
@@ -214,8 +222,8 @@ class ResilientClient:
     async def probe(self, downstream: str, url: str, seconds: float) -> bool:
         """For readiness: is the downstream answering? An open breaker counts as no; the probe
         itself is never retried and never counted by the breaker."""
-        if self.breaker(downstream).state is BreakerState.OPEN:
-            return False
+        if self.breaker(downstream).state is not BreakerState.CLOSED:
+            return False  # open, or half-open with a trial still to prove it back
         try:
             response = await self._client.get(url, timeout=seconds)
         except httpx.HTTPError:

@@ -116,7 +116,10 @@ class HttpClientSettings(BaseModel):
     backoff_base_seconds: Annotated[float, Field(gt=0)] = 0.1
     backoff_max_seconds: Annotated[float, Field(gt=0)] = 2.0
     breaker_threshold: Annotated[
-        int, Field(ge=1, description="Failures in a row that open a downstream's breaker.")
+        int,
+        Field(
+            ge=1, description="Failed attempts (5xx or no answer) in a row that open the breaker."
+        ),
     ] = 5
     breaker_reset_seconds: Annotated[
         float, Field(gt=0, description="How long it stays open before one trial call.")

@@ -21,6 +21,7 @@ class CustomersService:
     customers: dict[str, dict[str, object]] = field(default_factory=dict)
     failures: int = 0
     delay: float = 0.0
+    retry_after: str = "0"
     requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
     port: int = field(default_factory=free_port)
 
@@ -52,7 +53,7 @@ class CustomersService:
             return 200, {"status": "ok"}, []
         if self.failures > 0:
             self.failures -= 1
-            return 503, {"detail": "busy"}, [(b"retry-after", b"0")]
+            return 503, {"detail": "busy"}, [(b"retry-after", self.retry_after.encode())]
         customer = self.customers.get(path.rsplit("/", 1)[-1])
         if customer is None:
             return 404, {"detail": "no such customer"}, []

@@ -11,6 +11,7 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from core.http_client import DownstreamUnavailableError
 from orders.main import create_app
 from orders.settings import OrdersSettings
 from tests.orders.clients.customers_service import CustomersService, serving
@@ -101,6 +102,45 @@ async def test_a_flaky_service_succeeds_after_retries_with_growing_delays(
     first_wait, second_wait = times[1] - times[0], times[2] - times[1]
     assert first_wait >= 0.1 * 0.8  # backoff 0.1 s, then 0.2 s, with +-20% jitter
     assert second_wait >= 0.2 * 0.8
+    assert second_wait > first_wait
+
+
+async def test_retry_after_is_honoured_and_passed_on_when_too_long(
+    api: httpx.AsyncClient, customers: CustomersService
+) -> None:
+    customers.failures, customers.retry_after = 1, "1"  # a second: within our 2 s bound
+    assert (await api.post("/v1/orders", json=order_payload(customer_id=KNOWN))).status_code == 201
+    times = [at for at, _, _ in customers.lookups()]
+    assert times[1] - times[0] >= 1.0
+
+    customers.failures, customers.retry_after = 1, "120"  # longer than we may wait
+    response = await api.post("/v1/orders", json=order_payload(customer_id=BLOCKED))
+    assert (response.status_code, response.headers["retry-after"]) == (503, "120")
+    assert len(customers.lookups()) == 3  # not retried
+
+
+async def test_a_cancelled_trial_call_does_not_wedge_the_breaker(database: OrdersSettings) -> None:
+    from core.http_client import BreakerState, ResilientClient  # noqa: PLC0415
+    from core.metrics import HttpMetrics  # noqa: PLC0415
+
+    service = CustomersService(customers={KNOWN: {"blocked": False}}, delay=1.0)
+    settings = with_customers(database, service.url, retries=0, breaker_threshold=1)
+    client = ResilientClient(settings.http_client, HttpMetrics())
+    url = f"{service.url}/v1/customers/{KNOWN}"
+    async with serving(service):
+        with pytest.raises(DownstreamUnavailableError):  # times out: the breaker opens
+            await client.call("customers", "GET", url, route="r")
+        await asyncio.sleep(0.6)  # half-open: the next call is the trial ...
+        trial = asyncio.create_task(client.call("customers", "GET", url, route="r"))
+        await asyncio.sleep(0.05)
+        trial.cancel()  # ... and is cancelled, as a request timeout would
+        with pytest.raises(asyncio.CancelledError):
+            await trial
+        assert client.breaker("customers").state is BreakerState.OPEN  # failed, not stuck
+        service.delay = 0
+        await asyncio.sleep(0.6)
+        assert (await client.call("customers", "GET", url, route="r")).status_code == 200
+    await client.aclose()
 
 
 async def test_a_dead_service_opens_the_breaker_then_recovers(
