@@ -6,6 +6,7 @@ import time
 import uuid
 
 import structlog
+from fastapi.routing import iter_route_contexts
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -62,6 +63,7 @@ def _request_id(scope: Scope) -> str:
 
 # Probes and scrapes are counted, but logged only at DEBUG: they would drown the rest.
 _QUIET_PREFIXES = ("/health", "/metrics")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class AccessMiddleware:
@@ -70,12 +72,14 @@ class AccessMiddleware:
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._templates: dict[int, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method = scope["method"]
+        # Any token is a method to HTTP: only the standard ones become label values.
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         status = 500  # unless a response starts: an exception becomes the outer 500
         started = time.perf_counter()
 
@@ -94,7 +98,7 @@ class AccessMiddleware:
             self._observe(scope, method, status, time.perf_counter() - started)
 
     def _observe(self, scope: Scope, method: str, status: int, seconds: float) -> None:
-        route = _route_template(scope)
+        route = _route_template(scope, self._templates)
         self.metrics.requests.labels(method, route, f"{status // 100}xx").inc()
         self.metrics.duration.labels(method, route).observe(seconds)
         quiet = scope["path"].startswith(_QUIET_PREFIXES)
@@ -108,16 +112,20 @@ class AccessMiddleware:
         )
 
 
-def _route_template(scope: Scope) -> str:
-    """The matched route's template (`/v1/orders/{order_id}`): bounded, unlike raw paths.
-
-    Rebuilt from the path and its parameters, which every router leaves in the scope.
-    """
-    if "route" not in scope:
+def _route_template(scope: Scope, templates: dict[int, str]) -> str:
+    """The matched route's full template (`/v1/orders/{order_id}`): bounded, unlike paths."""
+    route = scope.get("route")
+    if route is None:
         return "unmatched"
-    names = {str(value): name for name, value in scope.get("path_params", {}).items()}
-    segments = scope["path"].split("/")
-    return "/".join(f"{{{names[part]}}}" if part in names else part for part in segments)
+    if not templates:  # once per app: FastAPI knows each route's template with its prefixes
+        templates.update(
+            {
+                id(c.original_route): c.path_format or ""
+                for c in iter_route_contexts(scope["app"].routes)
+            }
+        )
+    template: str = templates.get(id(route)) or getattr(route, "path", None) or "unmatched"
+    return template
 
 
 def _client(scope: Scope) -> str | None:

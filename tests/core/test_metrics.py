@@ -121,3 +121,15 @@ def test_with_two_workers_the_counter_counts_every_request(
     assert float(counted.group(1)) == requests
     pids = {path.name.rsplit("_", 1)[-1] for path in tmp_path.glob("counter_*.db")}
     assert len(pids) == 2, "both workers counted requests"
+
+
+async def test_odd_methods_and_path_shapes_do_not_make_new_series(
+    client: httpx.AsyncClient,
+) -> None:
+    order_id = (await client.post("/v1/orders", json=order_payload())).json()["id"]
+    await client.request("FOO1", "/v1/orders")
+    await client.post(f"/v1/orders/{order_id}/confirm")
+    exposition = (await client.get("/metrics")).text
+    assert 'method="OTHER"' in exposition
+    assert "FOO1" not in exposition
+    assert 'route="/v1/orders/{order_id}/confirm"' in exposition
