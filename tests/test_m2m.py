@@ -5,11 +5,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from fastapi.routing import iter_route_contexts
+
 import reference
 from core.database import Base
 from orders.cli import _parser
 from orders.consumers.payments import PAYMENT_EVENTS
 from orders.events import order_events
+from orders.main import create_app
 
 M2M = Path("m2m")
 
@@ -41,9 +44,15 @@ def test_every_event_type_is_listed_with_an_existing_schema() -> None:
 
 def test_every_http_operation_is_listed() -> None:
     listed = {(row["method"], row["path"]) for row in load("http.json")}
-    assert ("POST", "/v1/orders") in listed
-    assert ("GET", "/v1/orders/{order_id}") in listed
-    assert len(listed) == 8
+    contexts = iter_route_contexts(create_app().routes)
+    routes = {
+        (method, context.path_format)
+        for context in contexts
+        if context.path_format and context.path_format.startswith(("/v1", "/health"))
+        for method in context.methods or ()
+    }
+    assert len(routes) == 8
+    assert routes <= listed
 
 
 def test_the_commands_exist() -> None:

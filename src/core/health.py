@@ -97,7 +97,11 @@ async def _check(probe: Callable[[], Awaitable[object]], within: float) -> Liter
 
 
 async def _probe(resources: Resources, name: str, url: str, within: float) -> Literal["ok", "down"]:
-    return "ok" if await resources.http.probe(name, url, within) else "down"
+    try:
+        async with asyncio.timeout(within):  # one bound for the whole probe
+            return "ok" if await resources.http.probe(name, url, within) else "down"
+    except TimeoutError:
+        return "down"
 
 
 async def _ping_postgres(resources: Resources) -> None:

@@ -54,16 +54,20 @@ def _rename_callsite(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
 
 def masker(keys: Iterable[str]) -> Processor:
     """A processor that replaces the values of sensitive keys, also inside nested dicts."""
-    needles = tuple(key.lower() for key in keys)
+    needles = tuple(_normal(key) for key in keys)
+
+    def sensitive(key: object) -> bool:
+        return any(needle in _normal(str(key)) for needle in needles)
 
     def mask(value: Any) -> Any:
         if isinstance(value, Mapping):
-            return {
-                k: MASK if any(n in str(k).lower() for n in needles) else mask(v)
-                for k, v in value.items()
-            }
+            return {k: MASK if sensitive(k) else mask(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [mask(item) for item in value]
+            # Header lists, as ASGI and httpx keep them: [("authorization", "Bearer ...")]
+            return [
+                (item[0], MASK) if _is_pair(item) and sensitive(item[0]) else mask(item)
+                for item in value
+            ]
         return value
 
     def processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -71,6 +75,14 @@ def masker(keys: Iterable[str]) -> Processor:
         return masked
 
     return processor
+
+
+def _normal(key: str) -> str:
+    return key.lower().replace("-", "_")
+
+
+def _is_pair(item: object) -> bool:
+    return isinstance(item, list | tuple) and len(item) == 2  # noqa: PLR2004 - a (key, value)
 
 
 class _StdoutHandler(logging.StreamHandler[TextIO]):
@@ -135,7 +147,8 @@ def configure_logging(settings: CoreSettings, *, to_stderr: bool = False) -> Non
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # Not cached: a second configuration (another app, a test) reaches every logger.
+        cache_logger_on_first_use=False,
     )
     handler = _StderrHandler() if to_stderr else _StdoutHandler()
     handler.setFormatter(

@@ -6,13 +6,16 @@ writes its values there and /metrics adds them up, so a counter counts every wor
 """
 
 import os
+import re
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+_PID = re.compile(r"_(\d+)\.db$")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -183,6 +186,7 @@ class HttpMetrics:
     def exposition(self) -> bytes:
         if self.registry is not None:
             return generate_latest(self.registry)
+        forget_dead_workers()
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
@@ -190,3 +194,21 @@ class HttpMetrics:
 
 def multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROCESS_DIR))
+
+
+def forget_dead_workers() -> None:
+    """Drop the live gauges of workers that are gone (killed, restarted): a live sum must not
+    count a dead worker's last values for ever."""
+    directory = Path(os.environ[MULTIPROCESS_DIR])
+    pids = {
+        int(match.group(1))
+        for f in directory.glob("gauge_live*_*.db")
+        if (match := _PID.search(f.name))
+    }
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+        except PermissionError:  # alive, someone else's
+            continue

@@ -7,6 +7,7 @@ import uuid
 
 import structlog
 from fastapi.routing import iter_route_contexts
+from opentelemetry import trace
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,8 +43,9 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as error:
             log.exception("request.failed", method=scope["method"], path=scope["path"])
+            trace.get_current_span().record_exception(error)  # the span ends as a 500 too
             if response_started:
                 raise
             response = problem_response(scope, 500, "an unexpected error occurred")

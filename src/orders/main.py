@@ -1,5 +1,6 @@
 """The application factory: `create_app(settings)` builds a fresh app, nothing at import time."""
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -7,12 +8,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client.multiprocess import mark_process_dead
 
 from core import health
 from core.errors import install_error_handlers
 from core.hardening import RequestGuardMiddleware, SecurityHeadersMiddleware
 from core.logging import configure_logging
-from core.metrics import HttpMetrics
+from core.metrics import HttpMetrics, multiprocess
 from core.middleware import AccessMiddleware, RequestContextMiddleware
 from core.resources import open_resources
 from core.tracing import configure_tracing
@@ -35,6 +37,8 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
             downstreams["customers"] = settings.customers.base_url + settings.customers.health_path
         async with open_resources(settings, events, metrics, downstreams) as resources:
             yield {"resources": resources}
+        if multiprocess():  # this worker's live gauges leave the sums with it
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     docs = settings.docs_enabled
     app = FastAPI(

@@ -27,6 +27,8 @@ def test_secrets_are_masked_in_nested_values(
         password="hunter2",  # pragma: allowlist secret
         request={"headers": {"Authorization": "Bearer abc", "accept": "json"}, "api_key": "k"},
         attempts=[{"session_token": "t", "ok": False}],
+        headers=[("x-api-key", "k2"), ("accept", "json")],
+        upstream={"X-API-Key": "k3"},
     )
     record = last_line(capsys)
     assert record["user"] == "ada"
@@ -36,6 +38,8 @@ def test_secrets_are_masked_in_nested_values(
         "api_key": "***",
     }
     assert record["attempts"] == [{"session_token": "***", "ok": False}]
+    assert record["headers"] == [["x-api-key", "***"], ["accept", "json"]]
+    assert record["upstream"] == {"X-API-Key": "***"}
     assert "hunter2" not in json.dumps(record)
 
 
