@@ -1,7 +1,8 @@
 """Settings shared by every service: environment, database, Redis, HTTP server and logging."""
 
+import os
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -213,6 +214,18 @@ class CoreSettings(BaseSettings):
     consumer: ConsumerSettings = ConsumerSettings()
     http: HttpSettings = HttpSettings()
     http_client: HttpClientSettings = HttpClientSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_log_variables(cls, data: Any) -> Any:
+        """LOG_LEVEL and LOG_FORMAT, as operators type them, unless ORDERS_LOGGING__* is set."""
+        if not isinstance(data, dict) or isinstance(data.get("logging"), BaseModel):
+            return data
+        group = dict(data.get("logging") or {})
+        for key, variable in (("level", "LOG_LEVEL"), ("format", "LOG_FORMAT")):
+            if key not in group and os.environ.get(variable):
+                group[key] = os.environ[variable]
+        return {**data, "logging": group} if group else data
 
     @property
     def docs_enabled(self) -> bool:

@@ -57,3 +57,14 @@ def test_a_placeholder_password_inside_a_url_is_refused(monkeypatch: pytest.Monk
     monkeypatch.setenv("ORDERS_REDIS__URL", "redis://:change-me@redis:6379/0")
     with pytest.raises(ValidationError, match="redis__url"):
         OrdersSettings(_env_file=None)
+
+
+def test_plain_log_variables_work_unless_the_prefixed_ones_say_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOG_FORMAT", "console")
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    settings = OrdersSettings(_env_file=None)
+    assert (settings.logging.format, settings.logging.level) == ("console", "DEBUG")
+    monkeypatch.setenv("ORDERS_LOGGING__LEVEL", "WARNING")
+    assert OrdersSettings(_env_file=None).logging.level == "WARNING"
