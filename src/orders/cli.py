@@ -44,11 +44,12 @@ def migrate(settings: OrdersSettings, alembic_ini: str = "alembic.ini") -> None:
     log.info("database.migrated", database=settings.database.name)
 
 
-def serve(settings: OrdersSettings) -> None:
+def serve(settings: OrdersSettings, app: str = "orders.main:create_app") -> None:
+    """Run `app` (an application factory) under the server settings; the benchmark's floor too."""
     if settings.server.workers > 1:
         _share_metrics_between_workers()
     uvicorn.run(
-        "orders.main:create_app",
+        app,
         factory=True,
         host=settings.server.host,
         port=settings.server.port,
