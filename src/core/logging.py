@@ -4,7 +4,9 @@ Every record, ours or a library's (uvicorn, SQLAlchemy, alembic), becomes one JS
 line with the service, the request id and the current trace and span ids; secrets are masked.
 """
 
+import functools
 import logging
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
@@ -54,12 +56,19 @@ def _rename_callsite(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
 
 def masker(keys: Iterable[str]) -> Processor:
     """A processor that replaces the values of sensitive keys, also inside nested dicts."""
-    needles = tuple(key.lower() for key in keys)
+    pattern = re.compile("|".join(re.escape(key.lower()) for key in keys))
+
+    # Every line passes here: a key's verdict is cached, and plain values are not looked into.
+    @functools.lru_cache(maxsize=4096)
+    def sensitive(key: str) -> bool:
+        return pattern.search(key.lower()) is not None
 
     def mask(value: Any) -> Any:
+        if type(value) in _PLAIN:
+            return value
         if isinstance(value, Mapping):
             return {
-                k: MASK if any(n in str(k).lower() for n in needles) else mask(v)
+                k: MASK if sensitive(str(k)) else v if type(v) in _PLAIN else mask(v)
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):
@@ -71,6 +80,9 @@ def masker(keys: Iterable[str]) -> Processor:
         return masked
 
     return processor
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 class _StdoutHandler(logging.StreamHandler[TextIO]):
