@@ -1,12 +1,25 @@
-"""Loading and storing orders."""
+"""Loading and storing orders.
 
+Statements are built once, with bind parameters: building one per call, and computing its cache
+key, costs more than the ORM's work on the rows (docs/performance.md).
+"""
+
+import functools
 import uuid
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from orders.models import Order
 from orders.schemas.orders import OrderFilters, OrderSummary
+
+# One statement for the order and its lines: `Session.get` would build a new one per call and,
+# with the collection's selectin loader, send a second SELECT.
+_ORDER_WITH_LINES = (
+    select(Order).options(joinedload(Order.lines)).where(Order.id == bindparam("order_id"))
+)
 
 # The list selects only the columns it returns; the total is summed in SQL, lines never load.
 _SUMMARY_COLUMNS = (
@@ -21,34 +34,51 @@ _SUMMARY_COLUMNS = (
 )
 
 
+@functools.cache
+def _page_statements(
+    *, by_status: bool, by_customer: bool, oldest_first: bool
+) -> tuple[Select[*tuple[Any, ...]], Select[int]]:
+    """The page and its count for one combination of filters, built on first use."""
+    conditions = []
+    if by_status:
+        conditions.append(Order.status == bindparam("status"))
+    if by_customer:
+        conditions.append(Order.customer_id == bindparam("customer_id"))
+    if oldest_first:
+        order_by = (Order.created_at.asc(), Order.id.asc())
+    else:
+        order_by = (Order.created_at.desc(), Order.id.desc())
+    page = (
+        select(*_SUMMARY_COLUMNS)
+        .where(*conditions)
+        .order_by(*order_by)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    count = select(func.count()).select_from(Order).where(*conditions)
+    return page, count
+
+
 class OrderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
     async def get(self, order_id: uuid.UUID) -> Order | None:
-        return await self._session.get(Order, order_id)
+        result = await self._session.execute(_ORDER_WITH_LINES, {"order_id": order_id})
+        return result.unique().scalar_one_or_none()
 
     def add(self, order: Order) -> None:
         self._session.add(order)
 
     async def list_page(self, filters: OrderFilters) -> tuple[list[OrderSummary], int]:
-        conditions = []
-        if filters.status is not None:
-            conditions.append(Order.status == filters.status)
-        if filters.customer_id is not None:
-            conditions.append(Order.customer_id == filters.customer_id)
-        if filters.sort == "created_at":
-            order_by = (Order.created_at.asc(), Order.id.asc())
-        else:
-            order_by = (Order.created_at.desc(), Order.id.desc())
+        page, count = _page_statements(
+            by_status=filters.status is not None,
+            by_customer=filters.customer_id is not None,
+            oldest_first=filters.sort == "created_at",
+        )
+        parameters = {"status": filters.status, "customer_id": filters.customer_id}
         rows = await self._session.execute(
-            select(*_SUMMARY_COLUMNS)
-            .where(*conditions)
-            .order_by(*order_by)
-            .limit(filters.per_page)
-            .offset(filters.offset)
+            page, {**parameters, "limit": filters.per_page, "offset": filters.offset}
         )
-        total = await self._session.scalar(
-            select(func.count()).select_from(Order).where(*conditions)
-        )
-        return [OrderSummary.model_validate(row) for row in rows.mappings()], total or 0
+        total = await self._session.scalar(count, parameters)
+        return [OrderSummary.model_validate(row) for row in rows], total or 0
