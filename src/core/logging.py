@@ -56,36 +56,25 @@ def _rename_callsite(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
 
 def masker(keys: Iterable[str]) -> Processor:
     """A processor that replaces the values of sensitive keys, also inside nested dicts."""
-<<<<<<< HEAD
-    needles = tuple(_normal(key) for key in keys)
-
-    def sensitive(key: object) -> bool:
-        return any(needle in _normal(str(key)) for needle in needles)
-=======
-    pattern = re.compile("|".join(re.escape(key.lower()) for key in keys))
+    pattern = re.compile("|".join(re.escape(_normal(key)) for key in keys))
 
     # Every line passes here: a key's verdict is cached, and plain values are not looked into.
     @functools.lru_cache(maxsize=4096)
     def sensitive(key: str) -> bool:
-        return pattern.search(key.lower()) is not None
->>>>>>> issue-8
+        return pattern.search(_normal(key)) is not None
 
     def mask(value: Any) -> Any:
         if type(value) in _PLAIN:
             return value
         if isinstance(value, Mapping):
-<<<<<<< HEAD
-            return {k: MASK if sensitive(k) else mask(v) for k, v in value.items()}
-=======
             return {
                 k: MASK if sensitive(str(k)) else v if type(v) in _PLAIN else mask(v)
                 for k, v in value.items()
             }
->>>>>>> issue-8
         if isinstance(value, list | tuple):
             # Header lists, as ASGI and httpx keep them: [("authorization", "Bearer ...")]
             return [
-                (item[0], MASK) if _is_pair(item) and sensitive(item[0]) else mask(item)
+                (item[0], MASK) if _is_pair(item) and sensitive(str(item[0])) else mask(item)
                 for item in value
             ]
         return value
@@ -97,16 +86,15 @@ def masker(keys: Iterable[str]) -> Processor:
     return processor
 
 
-<<<<<<< HEAD
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _normal(key: str) -> str:
     return key.lower().replace("-", "_")
 
 
 def _is_pair(item: object) -> bool:
     return isinstance(item, list | tuple) and len(item) == 2  # noqa: PLR2004 - a (key, value)
-=======
-_PLAIN = frozenset({str, int, float, bool, type(None)})
->>>>>>> issue-8
 
 
 class _StdoutHandler(logging.StreamHandler[TextIO]):
