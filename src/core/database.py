@@ -54,13 +54,14 @@ def build_engine(settings: DatabaseSettings) -> AsyncEngine:
         timeout = str(settings.idle_in_transaction_timeout_ms)
         server_settings["idle_in_transaction_session_timeout"] = timeout
     # Looked up on the module at call time, so tracing's instrumentation of it applies.
-    # No pre-ping: it is a round trip on every checkout. A connection the server dropped
-    # fails its request once, and the pool then replaces every connection as old as it.
     engine: AsyncEngine = sqlalchemy_asyncio.create_async_engine(
         settings.url(),
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
+        # A round trip on every checkout (docs/performance.md); off, a connection the server
+        # dropped fails one request, and the pool then replaces every connection as old as it.
+        pool_pre_ping=settings.pool_pre_ping,
         connect_args={"server_settings": server_settings},
     )
     return engine

@@ -31,6 +31,9 @@ class DatabaseSettings(BaseModel):
     pool_timeout_seconds: Annotated[
         float, Field(gt=0, description="Wait for a free connection before failing.")
     ] = 5.0
+    pool_pre_ping: bool = Field(
+        default=True, description="Test each connection on checkout; false saves a round trip."
+    )
     statement_timeout_ms: Annotated[int, Field(ge=0, description="0 disables it.")] = 5000
     idle_in_transaction_timeout_ms: Annotated[
         int, Field(ge=0, description="Ends a session stuck inside a transaction; 0 disables it.")
