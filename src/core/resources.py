@@ -13,7 +13,7 @@ from core.events import EventRegistry
 from core.http_client import ResilientClient
 from core.metrics import HttpMetrics
 from core.outbox.writer import OutboxWriter
-from core.settings import CoreSettings
+from core.settings import CoreSettings, RedisSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,17 @@ class Resources:
     downstreams: Mapping[str, str] = field(default_factory=dict)
 
 
+def build_redis(settings: RedisSettings, *, blocking_ms: int = 0) -> Redis:
+    """A Redis client with bounded waits; `blocking_ms` for a client that blocks on reads
+    (XREADGROUP BLOCK): its socket waits that much longer, yet a dead connection still fails."""
+    return Redis.from_url(
+        settings.url.get_secret_value(),
+        socket_timeout=blocking_ms / 1000 + settings.socket_timeout_seconds,
+        socket_connect_timeout=settings.socket_timeout_seconds,
+        health_check_interval=30,
+    )
+
+
 @asynccontextmanager
 async def open_resources(
     settings: CoreSettings,
@@ -38,11 +49,7 @@ async def open_resources(
 ) -> AsyncIterator[Resources]:
     engine = build_engine(settings.database)
     metrics.watch_pool(engine)
-    redis = Redis.from_url(
-        settings.redis.url.get_secret_value(),
-        socket_timeout=settings.redis.socket_timeout_seconds,
-        socket_connect_timeout=settings.redis.socket_timeout_seconds,
-    )
+    redis = build_redis(settings.redis)
     http = ResilientClient(settings.http_client, metrics)
     try:
         outbox = OutboxWriter(events, settings.events)

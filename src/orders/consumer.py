@@ -6,13 +6,13 @@ import socket
 
 import structlog
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from core.consumer import StreamConsumer
 from core.database import build_engine, build_session_factory
 from core.metrics import ConsumerMetrics
 from core.outbox.writer import OutboxWriter
 from core.process import serve_metrics, stop_on_signals
+from core.resources import build_redis
 from core.tracing import configure_tracing
 from orders.consumers.payments import PaymentHandlers
 from orders.events import order_events
@@ -26,14 +26,7 @@ async def run_consumer(settings: OrdersSettings, stop: asyncio.Event | None = No
     registry = CollectorRegistry()
     configure_tracing(settings)
     engine = build_engine(settings.database)
-    redis = Redis.from_url(
-        settings.redis.url.get_secret_value(),
-        # XREADGROUP blocks for BLOCK ms: the socket waits that long and then some, so a
-        # silently dropped connection still fails instead of hanging.
-        socket_timeout=settings.consumer.block_ms / 1000 + settings.redis.socket_timeout_seconds,
-        health_check_interval=30,
-        socket_connect_timeout=settings.redis.socket_timeout_seconds,
-    )
+    redis = build_redis(settings.redis, blocking_ms=settings.consumer.block_ms)
     outbox = OutboxWriter(order_events(settings.events.type_prefix), settings.events)
     handlers = PaymentHandlers(build_session_factory(engine), outbox, settings.consumer.group)
     consumer = StreamConsumer(

@@ -5,7 +5,6 @@ import contextlib
 
 import structlog
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from core.database import build_engine
 from core.metrics import OutboxMetrics
@@ -13,6 +12,7 @@ from core.outbox.broker import RedisStreamsBroker
 from core.outbox.publisher import OutboxPublisher
 from core.outbox.writer import NOTIFY_CHANNEL
 from core.process import listen_for_wakeups, serve_metrics, stop_on_signals
+from core.resources import build_redis
 from core.tracing import configure_tracing
 from orders.settings import OrdersSettings
 
@@ -24,11 +24,7 @@ async def run_publisher(settings: OrdersSettings, stop: asyncio.Event | None = N
     registry = CollectorRegistry()
     configure_tracing(settings)
     engine = build_engine(settings.database)
-    redis = Redis.from_url(
-        settings.redis.url.get_secret_value(),
-        socket_timeout=settings.redis.socket_timeout_seconds,
-        socket_connect_timeout=settings.redis.socket_timeout_seconds,
-    )
+    redis = build_redis(settings.redis)
     broker = RedisStreamsBroker(
         redis,
         maxlen=settings.outbox.stream_maxlen,
