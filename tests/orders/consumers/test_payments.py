@@ -60,7 +60,7 @@ def pay(redis: Redis) -> Pay:
     return publish
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 5) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
     for _ in range(int(seconds / 0.05)):
         if await check():
             return
