@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import core.idempotency  # registers the idempotency keys
 import core.outbox.tables  # noqa: F401 - registers the outbox and inbox tables
 import orders.models  # noqa: F401 - registers the service's tables
 from core.database import Base

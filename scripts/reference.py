@@ -76,13 +76,20 @@ def http_reference() -> list[dict[str, Any]]:
     for path, item in sorted(schema["paths"].items()):
         for method, operation in sorted(item.items()):
             responses = operation.get("responses", {})
+            requirements = operation.get("security", [])
             operations.append(
                 {
                     "method": method.upper(),
                     "path": path,
                     "summary": operation.get("description", ""),
                     "statuses": sorted(responses),
-                    "authentication": "none",
+                    "authentication": "bearer JWT" if "security" in operation else "none",
+                    "scopes": sorted(
+                        {s for need in requirements for v in need.values() for s in v}
+                    ),
+                    "idempotency_key": any(
+                        p["name"] == "idempotency-key" for p in operation.get("parameters", [])
+                    ),
                 }
             )
     return operations

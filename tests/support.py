@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,13 +15,29 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from core.resources import Resources
+from core.settings import CoreSettings
+from core.tokens import mint_token
+from orders.routes.orders import READ_SCOPE, WRITE_SCOPE
 from orders.settings import OrdersSettings
 from orders.unit_of_work import OrdersUnitOfWork
 
+ALL_SCOPES = (READ_SCOPE, WRITE_SCOPE)
+
+
+def bearer(
+    settings: CoreSettings, subject: str = "tester", scopes: Sequence[str] = ALL_SCOPES
+) -> dict[str, str]:
+    """An Authorization header the app accepts (the development HS256 secret)."""
+    return {"Authorization": "Bearer " + mint_token(settings.auth, subject, scopes)}
+
 
 @asynccontextmanager
-async def serve_in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan and talk to it in process, as a server would."""
+async def serve_in_process(
+    app: FastAPI, *, authenticated: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and talk to it in process, as a server would; the client sends a
+    token with every scope unless `authenticated` is false."""
     async with app.router.lifespan_context(app) as state:
 
         async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
@@ -29,7 +45,11 @@ async def serve_in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             await app(scope, receive, send)
 
         transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        resources: Resources = dict(state or {})["resources"]
+        headers = bearer(resources.settings) if authenticated else {}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=headers
+        ) as client:
             yield client
 
 

@@ -15,7 +15,7 @@ import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from core.context import request_id_var
+from core.context import request_id_var, subject_var
 from core.settings import CoreSettings
 
 MASK = "***"
@@ -31,10 +31,13 @@ _CALLSITE = structlog.processors.CallsiteParameterAdder(
 )
 
 
-def _add_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+def _add_request(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     request_id = request_id_var.get()
     if request_id is not None:
         event_dict.setdefault("request_id", request_id)
+        subject = subject_var.get()
+        if subject is not None:
+            event_dict.setdefault("subject", subject)
     return event_dict
 
 
@@ -141,7 +144,7 @@ def configure_logging(settings: CoreSettings, *, to_stderr: bool = False) -> Non
         _CALLSITE,
         _rename_callsite,
         add_service,
-        _add_request_id,
+        _add_request,
         _add_trace,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         masker([*SENSITIVE_KEYS, *settings.logging.extra_sensitive_keys]),

@@ -162,6 +162,17 @@ class HttpMetrics:
             multiprocess_mode="livemax",
             registry=registry,
         )
+        self.rate_limit_decisions = Counter(
+            "rate_limit_decisions",
+            "Rate-limit checks: allowed, limited, or failed open while Redis was unreachable.",
+            ["group", "outcome"],
+            registry=registry,
+        )
+        self.idempotent_replays = Counter(
+            "idempotent_replays",
+            "Responses replayed for a repeated Idempotency-Key.",
+            registry=registry,
+        )
         self.dependency_up = Gauge(
             "dependency_up",
             "1 when the dependency answered the last readiness check, else 0.",

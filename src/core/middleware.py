@@ -11,7 +11,7 @@ from opentelemetry import trace
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.context import request_id_var
+from core.context import request_id_var, subject_var
 from core.errors import problem_response
 from core.metrics import HttpMetrics
 
@@ -32,6 +32,7 @@ class RequestContextMiddleware:
             return
         request_id = _request_id(scope)
         token = request_id_var.set(request_id)
+        subject_token = subject_var.set(None)  # authentication sets it, for this request only
         response_started = False
 
         async def send_with_id(message: Message) -> None:
@@ -51,6 +52,7 @@ class RequestContextMiddleware:
             response = problem_response(scope, 500, "an unexpected error occurred")
             await response(scope, receive, send_with_id)
         finally:
+            subject_var.reset(subject_token)
             request_id_var.reset(token)
 
 

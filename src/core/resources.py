@@ -13,7 +13,9 @@ from core.events import EventRegistry
 from core.http_client import ResilientClient
 from core.metrics import HttpMetrics
 from core.outbox.writer import OutboxWriter
+from core.rate_limit import RateLimiter
 from core.settings import CoreSettings, RedisSettings
+from core.tokens import TokenVerifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,8 @@ class Resources:
     outbox: OutboxWriter
     metrics: HttpMetrics
     http: ResilientClient
+    tokens: TokenVerifier
+    rate_limiter: RateLimiter
     # Services this one calls, by name: their health URL. Down means degraded, not unready.
     downstreams: Mapping[str, str] = field(default_factory=dict)
 
@@ -55,7 +59,16 @@ async def open_resources(
         outbox = OutboxWriter(events, settings.events)
         sessions = build_session_factory(engine)
         yield Resources(
-            settings, engine, sessions, redis, outbox, metrics, http, dict(downstreams or {})
+            settings,
+            engine,
+            sessions,
+            redis,
+            outbox,
+            metrics,
+            http,
+            TokenVerifier.from_settings(settings.auth, http),
+            RateLimiter(redis, settings.rate_limit, metrics),
+            dict(downstreams or {}),
         )
     finally:
         await http.aclose()

@@ -6,11 +6,17 @@ from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from sqlalchemy import URL
 
 # Values copied from .env.example that must never reach a shared environment.
 PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme", "secret", "password"})
+MIN_HS256_SECRET_BYTES = 32
 
 
 class Environment(StrEnum):
@@ -130,6 +136,62 @@ class HttpClientSettings(BaseModel):
     ] = 30.0
 
 
+class AuthSettings(BaseModel):
+    """Bearer tokens: JWTs from an identity provider (JWKS), or HS256 in development only."""
+
+    jwks_url: Annotated[
+        str | None,
+        Field(description="The identity provider's JWKS; required outside development and test."),
+    ] = None
+    issuer: str = Field("urn:service:development", description="`iss` every token must carry.")
+    audience: str = Field("service", description="`aud` every token must name.")
+    algorithms: Annotated[
+        list[Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]],
+        Field(min_length=1, description="Accepted with a JWKS (asymmetric only: never HS, none)."),
+    ] = ["RS256", "ES256"]
+    hs256_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Development and test only, without a JWKS; empty: a built-in secret.",
+    )
+    leeway_seconds: Annotated[
+        float, Field(ge=0, le=300, description="Clock skew allowed on exp and nbf.")
+    ] = 30.0
+    jwks_cache_seconds: Annotated[
+        float, Field(gt=0, description="How long fetched keys are trusted before a refetch.")
+    ] = 300.0
+    jwks_refetch_seconds: Annotated[
+        float, Field(ge=0, description="An unknown `kid` refetches the keys at most this often.")
+    ] = 30.0
+
+    @model_validator(mode="after")
+    def _long_enough_secret(self) -> Self:
+        if 0 < len(self.hs256_secret.get_secret_value()) < MIN_HS256_SECRET_BYTES:
+            msg = f"auth.hs256_secret: at least {MIN_HS256_SECRET_BYTES} bytes (RFC 7518)"
+            raise ValueError(msg)
+        return self
+
+
+class IdempotencySettings(BaseModel):
+    ttl_seconds: Annotated[
+        int, Field(ge=60, description="How long an Idempotency-Key and its response are kept.")
+    ] = 24 * 3600
+    purge_interval_seconds: Annotated[
+        float, Field(gt=0, description="How often the publisher deletes expired keys.")
+    ] = 300.0
+
+
+class RateLimitSettings(BaseModel):
+    """Requests per principal (per client address when anonymous) in a fixed window."""
+
+    enabled: bool = True
+    window_seconds: Annotated[int, Field(ge=1)] = 60
+    reads: Annotated[int, Field(ge=1, description="Read requests per window.")] = 1200
+    writes: Annotated[int, Field(ge=1, description="Write requests per window.")] = 300
+    fail_open: bool = Field(
+        default=True, description="Serve requests while Redis is down (logged and counted)."
+    )
+
+
 class LoggingSettings(BaseModel):
     level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -197,8 +259,15 @@ class ConsumerSettings(BaseModel):
 class CoreSettings(BaseSettings):
     """Every value comes from the environment (or .env), nested groups joined with `__`."""
 
+    # Secrets may also come as files, one per setting: /run/secrets/orders_database__password.
     model_config = SettingsConfigDict(
-        env_file=".env", env_nested_delimiter="__", extra="ignore", frozen=True
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+        secrets_dir="/run/secrets",  # pragma: allowlist secret
+        secrets_dir_missing="ok",  # pragma: allowlist secret
+        secrets_nested_delimiter="__",
     )
 
     service_name: str = Field("service", description="In logs, traces and /health.")
@@ -217,6 +286,23 @@ class CoreSettings(BaseSettings):
     consumer: ConsumerSettings = ConsumerSettings()
     http: HttpSettings = HttpSettings()
     http_client: HttpClientSettings = HttpClientSettings()
+    auth: AuthSettings = AuthSettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment wins over .env, which wins over secret files (nested: `__`)."""
+        del settings_cls
+        secrets = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, dotenv_settings, secrets
 
     @model_validator(mode="before")
     @classmethod
@@ -236,10 +322,20 @@ class CoreSettings(BaseSettings):
             return self.environment is Environment.DEVELOPMENT
         return self.server.docs_enabled
 
+    @property
+    def is_development(self) -> bool:
+        return self.environment in {Environment.DEVELOPMENT, Environment.TEST}
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
-        if self.environment in {Environment.DEVELOPMENT, Environment.TEST}:
+        if self.is_development:
             return self
+        if self.auth.jwks_url is None or self.auth.hs256_secret.get_secret_value():
+            msg = (
+                f"auth in {self.environment}: set AUTH__JWKS_URL to the identity provider's keys; "
+                "HS256 and its shared secret are for development and test only"
+            )
+            raise ValueError(msg)
         placeholders = [path for path, value in _secrets(self) if _is_placeholder(value)]
         if placeholders:
             msg = (

@@ -6,7 +6,7 @@ its announcement commit together or not at all.
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,6 +31,17 @@ class InboxEntry:
     event_id: str
 
 
+class RequestClaim(Protocol):
+    """An idempotent request (core.idempotency): claimed first, its answer stored at commit."""
+
+    @property
+    def active(self) -> bool: ...
+
+    async def claim(self, session: AsyncSession) -> None: ...
+
+    async def record(self, session: AsyncSession, result: object) -> None: ...
+
+
 class UnitOfWork:
     """Subclass it per service and build repositories in `_bind(session)`."""
 
@@ -43,6 +54,7 @@ class UnitOfWork:
         self._session_factory = session_factory
         self._outbox = outbox
         self._inbox = inbox
+        self._request: RequestClaim | None = None
         self._session: AsyncSession | None = None
         self._events: list[RecordedEvent] = []
 
@@ -57,12 +69,14 @@ class UnitOfWork:
         self._session = self._session_factory()
         self._events = []
         self._bind(self._session)
-        if self._inbox is not None:
-            try:
+        try:
+            if self._inbox is not None:
                 await self._claim_inbox(self._inbox)
-            except BaseException:
-                await self.__aexit__(None, None, None)
-                raise
+            if self._request is not None and self._request.active:
+                await self._request.claim(self._session)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
@@ -74,6 +88,10 @@ class UnitOfWork:
         session, self._session = self.session, None
         self._events = []
         await session.close()  # rolls back whatever was not committed
+
+    def answer_for(self, request: RequestClaim) -> None:
+        """Make the transactions of this unit of work claim and record an idempotent request."""
+        self._request = request
 
     def _bind(self, session: AsyncSession) -> None:
         """Build the repositories on the new session."""
@@ -88,11 +106,16 @@ class UnitOfWork:
             raise RuntimeError(msg)
         self._events.append(self._outbox.record(aggregate, payload))
 
-    async def commit(self) -> None:
+    async def commit(self, result: object = None) -> None:
+        """Commit the change with its events; `result` is the use case's outcome, which an
+        idempotent request stores as its answer in the same transaction."""
         try:
             if self._events:
                 await self.session.flush()  # bumps versions: they become the events' sequence
                 await self._outbox.write(self.session, self._events)
+            if self._request is not None and self._request.active:
+                await self.session.flush()  # the answer shows what is about to commit
+                await self._request.record(self.session, result)
             await self.session.commit()
         except StaleDataError as error:
             raise ConcurrentUpdateError from error

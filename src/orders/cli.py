@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import sys
@@ -27,8 +28,10 @@ from core.outbox.dead import (
     replay_dead_event,
     show_dead_event,
 )
+from core.tokens import mint_token
 from orders.catalogue import write_catalogue
 from orders.consumer import run_consumer
+from orders.routes.orders import READ_SCOPE, WRITE_SCOPE
 from orders.settings import OrdersSettings
 from orders.worker import run_publisher
 
@@ -107,13 +110,23 @@ async def dead_letters(
         await redis.aclose()
 
 
+def development_token(
+    settings: OrdersSettings, subject: str, scopes: list[str] | None, ttl_seconds: int
+) -> str:
+    """A token the local server accepts, for curl and the README walkthrough."""
+    if not settings.is_development or settings.auth.jwks_url is not None:
+        raise SystemExit("tokens come from the identity provider here: `orders token` is for dev")
+    scopes = scopes or [READ_SCOPE, WRITE_SCOPE]
+    return mint_token(settings.auth, subject, scopes, ttl=dt.timedelta(seconds=ttl_seconds))
+
+
 def _required(value: str | None) -> str:
     if value is None:
         raise SystemExit("this action needs an id")
     return value
 
 
-_ANSWERING_COMMANDS = {"dead-events", "dead-letters"}
+_ANSWERING_COMMANDS = {"dead-events", "dead-letters", "token"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,6 +145,17 @@ def _parser() -> argparse.ArgumentParser:
     letters.add_argument("entry_id", nargs="?")
     letters.add_argument("--stream", help="the consumed stream (default: the payments stream)")
     commands.add_parser("catalogue", help="write docs/events: AsyncAPI and the event schemas")
+    token = commands.add_parser(
+        "token", help="mint a development token (HS256, not for production)"
+    )
+    token.add_argument("--subject", default="developer", help="the token's `sub`")
+    token.add_argument(
+        "--scope",
+        action="append",
+        dest="scopes",
+        help=f"repeatable (default: {READ_SCOPE} and {WRITE_SCOPE})",
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     return parser
 
 
@@ -153,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         case "dead-letters":
             stream = args.stream or settings.payments_stream
             _print(asyncio.run(dead_letters(settings, args.action, args.entry_id, stream)))
+        case "token":
+            print(development_token(settings, args.subject, args.scopes, args.ttl))  # noqa: T201
         case "catalogue":
             problems = write_catalogue(settings)
             if problems:

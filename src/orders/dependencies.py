@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 from fastapi import Depends
 
+from core.idempotency import Idempotency, idempotency_key
 from core.resources import Resources, get_resources
 from orders.clients.customers import CustomersClient
 from orders.services.orders import OrderService
@@ -33,4 +34,15 @@ def get_order_service(
     return OrderService(uow, customers)
 
 
+def get_idempotency(
+    idempotency: Annotated[Idempotency, Depends(idempotency_key)],
+    uow: Annotated[OrdersUnitOfWork, Depends(get_unit_of_work)],
+) -> Idempotency:
+    # FastAPI builds one unit of work per request: the service's is this one.
+    uow.answer_for(idempotency)
+    return idempotency
+
+
 OrderServiceDep = Annotated[OrderService, Depends(get_order_service)]
+# Routes that accept an Idempotency-Key; they tell how they answer (present_with).
+IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

@@ -13,6 +13,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from core import health
 from core.errors import install_error_handlers
 from core.hardening import RequestGuardMiddleware, SecurityHeadersMiddleware
+from core.idempotency import install_replay_handler
 from core.logging import configure_logging
 from core.metrics import HttpMetrics, multiprocess
 from core.middleware import AccessMiddleware, RequestContextMiddleware
@@ -79,6 +80,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     app.add_middleware(AccessMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
+    install_replay_handler(app)
     app.include_router(health.router)
     app.include_router(health.metrics_router)
     # FastAPI stops a streamed body at the limit as it reads (413, rendered as a problem).

@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from core.settings import ConsumerSettings, CoreSettings, EventsSettings
+from core.settings import AuthSettings, ConsumerSettings, CoreSettings, EventsSettings
 
 
 class CustomersSettings(BaseModel):
@@ -36,5 +36,6 @@ class OrdersSettings(CoreSettings):
         source="/services/orders", type_prefix="orders", schema_base="urn:orders:event-schema:"
     )
     consumer: ConsumerSettings = ConsumerSettings(group="orders")
+    auth: AuthSettings = AuthSettings(audience="orders")
     payments_stream: str = Field("payments", description="Where the payments service publishes.")
     customers: CustomersSettings = CustomersSettings()

@@ -7,6 +7,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from core.database import build_engine
+from core.idempotency import purge_periodically
 from core.metrics import OutboxMetrics
 from core.outbox.broker import RedisStreamsBroker
 from core.outbox.publisher import OutboxPublisher
@@ -36,6 +37,10 @@ async def run_publisher(settings: OrdersSettings, stop: asyncio.Event | None = N
         listener = asyncio.create_task(
             listen_for_wakeups(settings.database, NOTIFY_CHANNEL, publisher.wake, stop)
         )
+    # Expired Idempotency-Keys go too: the publisher is the service's background worker.
+    purger = asyncio.create_task(
+        purge_periodically(engine, settings.idempotency.purge_interval_seconds, stop)
+    )
     log.info("outbox.publisher_started", batch_size=settings.outbox.batch_size)
     try:
         with (
@@ -44,8 +49,9 @@ async def run_publisher(settings: OrdersSettings, stop: asyncio.Event | None = N
         ):
             await publisher.run(stop)
     finally:
+        stop.set()
+        await purger
         if listener is not None:
-            stop.set()
             with contextlib.suppress(Exception):  # a hint only: never in the way of cleanup
                 await listener
         await broker.close()

@@ -1,5 +1,7 @@
 """Settings: environment variables, placeholder secrets, docs switch."""
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -26,9 +28,21 @@ def test_placeholder_secrets_are_refused_outside_development(
     monkeypatch: pytest.MonkeyPatch, environment: str
 ) -> None:
     monkeypatch.setenv("ORDERS_ENVIRONMENT", environment)
+    monkeypatch.setenv("ORDERS_AUTH__JWKS_URL", "https://idp.example/jwks.json")
     monkeypatch.setenv("ORDERS_DATABASE__PASSWORD", "change-me")
     with pytest.raises(ValidationError, match="database__password"):
         OrdersSettings(_env_file=None)
+
+
+def test_secrets_can_be_files_in_a_secrets_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "orders_database__password").write_text("from-a-file")
+    settings = OrdersSettings(_env_file=None, _secrets_dir=tmp_path)
+    assert settings.database.password.get_secret_value() == "from-a-file"
+    monkeypatch.setenv("ORDERS_DATABASE__PASSWORD", "from-the-environment")
+    settings = OrdersSettings(_env_file=None, _secrets_dir=tmp_path)
+    assert settings.database.password.get_secret_value() == "from-the-environment"
 
 
 def test_placeholder_secrets_are_accepted_in_development(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,6 +59,7 @@ def test_docs_are_served_only_when_enabled(
     monkeypatch: pytest.MonkeyPatch, environment: str, override: bool | None, served: bool
 ) -> None:
     monkeypatch.setenv("ORDERS_ENVIRONMENT", environment)
+    monkeypatch.setenv("ORDERS_AUTH__JWKS_URL", "https://idp.example/jwks.json")
     if override is not None:
         monkeypatch.setenv("ORDERS_SERVER__DOCS_ENABLED", str(override).lower())
     app = create_app(OrdersSettings(_env_file=None))
@@ -54,6 +69,7 @@ def test_docs_are_served_only_when_enabled(
 
 def test_a_placeholder_password_inside_a_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORDERS_ENVIRONMENT", "production")
+    monkeypatch.setenv("ORDERS_AUTH__JWKS_URL", "https://idp.example/jwks.json")
     monkeypatch.setenv("ORDERS_REDIS__URL", "redis://:change-me@redis:6379/0")
     with pytest.raises(ValidationError, match="redis__url"):
         OrdersSettings(_env_file=None)

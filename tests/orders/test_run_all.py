@@ -54,6 +54,7 @@ def test_an_order_flows_through_the_streams_as_the_readme_shows(
         .replace("localhost:9101", f"127.0.0.1:{ports['publisher']}")
         .replace("localhost:9102", f"127.0.0.1:{ports['consumer']}")
         .replace("redis-cli ", f"redis-cli -p {redis_port} ")
+        .replace("uv run orders", f"{sys.executable} -m orders")
     )
     result = subprocess.run(
         ["/bin/bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, check=False

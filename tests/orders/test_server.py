@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from orders.settings import OrdersSettings
-from tests.support import order_payload
+from tests.support import bearer, order_payload
 
 
 def free_port() -> int:
@@ -66,13 +66,16 @@ def test_readme_walkthrough_runs_as_written(server: tuple[str, subprocess.Popen[
     base_url, _ = server
     readme = Path("README.md").read_text()
     script = readme.split("## Walkthrough", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-    script = script.replace("localhost:8000", base_url.removeprefix("http://"))
+    script = script.replace("localhost:8000", base_url.removeprefix("http://")).replace(
+        "uv run orders", f"{sys.executable} -m orders"
+    )
     result = subprocess.run(
         ["/bin/bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
     statuses = re.findall(r"HTTP/1.1 (\d{3})", result.stdout)
-    assert statuses == ["201", "200", "200", "412", "200", "409"]
+    assert statuses == ["401", "201", "201", "200", "200", "412", "200", "409"]
+    assert result.stdout.lower().count("idempotent-replayed: true") == 1
     assert '"status":"ready"' in result.stdout
 
 
@@ -80,7 +83,7 @@ def test_served_over_http_and_stops_cleanly_on_sigterm(
     server: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
     base_url, process = server
-    with httpx.Client(base_url=base_url) as client:
+    with httpx.Client(base_url=base_url, headers=bearer(OrdersSettings())) as client:
         created = client.post("/v1/orders", json=order_payload())
         assert created.status_code == 201
         fetched = client.get(created.headers["location"])

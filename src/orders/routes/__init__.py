@@ -1,8 +1,10 @@
 """HTTP routes, one APIRouter per API version."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from core.security import authenticate
 from orders.routes import orders
 
-v1 = APIRouter(prefix="/v1")
+# Every /v1 route needs a valid token, even one that forgets to ask for a scope.
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
 v1.include_router(orders.router)

@@ -64,7 +64,7 @@ class OrderService:
             )
             self.uow.orders.add(order)
             self.uow.add_event(order, OrderPlaced.of(order))
-            await self.uow.commit()
+            await self.uow.commit(result=order)
         log.info("order.placed", order_id=str(order.id), total=str(order.total))
         return order
 
@@ -140,7 +140,7 @@ class OrderService:
             order.status = target
             _touch(order)
             self.uow.add_event(order, event(order))
-            await self.uow.commit()
+            await self.uow.commit(result=order)
         return order
 
     async def _check_customer(self, customer_id: uuid.UUID) -> None:

@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
@@ -60,9 +61,15 @@ class CustomersService:
         return 200, customer, []
 
 
+class Served(Protocol):
+    port: int
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, /) -> None: ...
+
+
 @asynccontextmanager
-async def serving(service: CustomersService) -> AsyncIterator[CustomersService]:
-    """Serve `service` on 127.0.0.1 until the block ends."""
+async def serving[S: Served](service: S) -> AsyncIterator[S]:
+    """Serve `service` (an ASGI app with a port) on 127.0.0.1 until the block ends."""
     config = uvicorn.Config(
         service, host="127.0.0.1", port=service.port, log_config=None, lifespan="off"
     )

@@ -51,7 +51,7 @@ class InMemoryUnitOfWork(OrdersUnitOfWork):
     def add_event(self, aggregate: Aggregate, payload: EventPayload) -> None:  # noqa: ARG002
         self.recorded.append(payload)
 
-    async def commit(self) -> None:
+    async def commit(self, result: object = None) -> None:  # noqa: ARG002
         for order in self.orders.pending:
             order.version_id = order.version_id or 1
             self.orders.rows[order.id] = order

@@ -1,0 +1,233 @@
+"""Bearer tokens: the identity provider issues them, we verify them.
+
+- Tokens are JWTs checked for signature, `iss`, `aud`, `exp`, `nbf` and `sub`. The accepted
+  algorithms are fixed by configuration, never by the token: with a JWKS only asymmetric ones
+  (RS/PS/ES), without one only HS256 (development and test). `alg: none` never passes, and a
+  key is used only with the algorithm family of its type, so no HS/RS confusion.
+- JWKS keys are fetched with the process's HTTP client, cached, and refetched when a token names
+  an unknown `kid` (at most every `jwks_refetch_seconds`, so forged kids cannot flood the IdP).
+- No valid token: 401 with `WWW-Authenticate: Bearer` (RFC 6750), as a problem response.
+"""
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Protocol
+
+import httpx
+import jwt
+import structlog
+
+from core.errors import DomainError, PermissionDeniedError, ServiceUnavailableError
+from core.http_client import ResilientClient
+from core.settings import AuthSettings
+
+log = structlog.get_logger(__name__)
+
+# The HS256 key when development or test configures no JWKS and no shared key of its own, so
+# `orders token` and the server agree. Settings refuse HS256 outside development and test.
+DEVELOPMENT_SECRET = "development-only-hs256-secret-do-not-deploy"  # pragma: allowlist secret  # noqa: S105
+_FAMILIES = {"RSA": ("RS", "PS"), "EC": ("ES",)}
+_REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's subject and the scopes it was granted."""
+
+    subject: str
+    scopes: frozenset[str]
+    claims: Mapping[str, Any]
+
+
+class NotAuthenticatedError(DomainError):
+    status = HTTPStatus.UNAUTHORIZED
+    slug = "unauthenticated"
+    title = "Authentication required"
+
+    def __init__(self, detail: str, *, error: str | None = "invalid_token") -> None:
+        challenge = 'Bearer realm="api"'
+        if error is not None:  # RFC 6750: no error code when no token was sent at all
+            challenge += f', error="{error}", error_description="{detail}"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class InsufficientScopeError(PermissionDeniedError):
+    slug = "insufficient-scope"
+    title = "The token lacks a required scope"
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        scope = " ".join(missing)
+        challenge = f'Bearer realm="api", error="insufficient_scope", scope="{scope}"'
+        super().__init__(
+            f"the token lacks the scope(s): {scope}", headers={"WWW-Authenticate": challenge}
+        )
+
+
+class KeysUnavailableError(ServiceUnavailableError):
+    slug = "token-keys-unavailable"
+    title = "Tokens cannot be verified right now"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the identity provider's keys could not be fetched; retry later",
+            headers={"Retry-After": "5"},
+        )
+
+
+class _KeySource(Protocol):
+    @property
+    def algorithms(self) -> frozenset[str]: ...
+
+    async def key_for(self, kid: str | None, algorithm: str) -> Any: ...
+
+
+class SharedSecret:
+    """HS256 with one secret: development and test only (settings enforce it)."""
+
+    algorithms: frozenset[str] = frozenset({"HS256"})
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    async def key_for(self, _kid: str | None, _algorithm: str) -> str:
+        return self._secret
+
+
+class JwksKeys:
+    """The identity provider's public keys, fetched when needed and kept for a while."""
+
+    def __init__(self, settings: AuthSettings, http: ResilientClient) -> None:
+        if settings.jwks_url is None:
+            msg = "JwksKeys needs auth.jwks_url"
+            raise ValueError(msg)
+        self._url = settings.jwks_url
+        self._http = http
+        self.algorithms: frozenset[str] = frozenset(settings.algorithms)
+        self._cache_seconds = settings.jwks_cache_seconds
+        self._refetch_seconds = settings.jwks_refetch_seconds
+        self._keys: dict[str | None, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def key_for(self, kid: str | None, algorithm: str) -> Any:
+        if self._fetched_at is None or self._age() > self._cache_seconds:
+            await self._refresh(min_age=0)
+        if kid not in self._keys and kid is not None:
+            await self._refresh(min_age=self._refetch_seconds)  # a rotation we have not seen
+        key = self._keys.get(kid)
+        if key is None and kid is None and len(self._keys) == 1:
+            key = next(iter(self._keys.values()))  # one key: a token may omit its kid
+        if key is None:
+            raise NotAuthenticatedError("the token's signing key (kid) is unknown")
+        explicit = key._jwk_data.get("alg")  # noqa: SLF001 - PyJWK keeps the JWK it was given
+        if not algorithm.startswith(_FAMILIES.get(key.key_type or "", ())) or explicit not in {
+            None,
+            algorithm,
+        }:
+            raise NotAuthenticatedError(f"the key {kid} is not for {algorithm}")
+        return key.key
+
+    def _age(self) -> float:
+        return time.monotonic() - (self._fetched_at or 0.0)
+
+    async def _refresh(self, *, min_age: float) -> None:
+        async with self._lock:  # one fetch at a time; waiters use its result
+            if self._fetched_at is not None and self._age() < min_age:
+                return
+            try:
+                response = await self._http.call(
+                    "identity-provider", "GET", self._url, route="jwks"
+                )
+                response.raise_for_status()
+                keys = jwt.PyJWKSet.from_dict(response.json())
+            except (ServiceUnavailableError, httpx.HTTPError, jwt.PyJWTError, ValueError) as error:
+                log.warning("auth.jwks_fetch_failed", url=self._url, error=str(error))
+                if not self._keys:
+                    raise KeysUnavailableError from error
+                return
+            self._keys = {
+                key.key_id: key for key in keys.keys if key.public_key_use in {None, "sig"}
+            }
+            self._fetched_at = time.monotonic()
+            log.info("auth.jwks_fetched", keys=len(self._keys))
+
+
+class TokenVerifier:
+    def __init__(self, settings: AuthSettings, keys: _KeySource) -> None:
+        self._settings = settings
+        self._keys = keys
+
+    @classmethod
+    def from_settings(cls, settings: AuthSettings, http: ResilientClient) -> "TokenVerifier":
+        if settings.jwks_url is not None:
+            return cls(settings, JwksKeys(settings, http))
+        return cls(settings, SharedSecret(development_secret(settings)))
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as error:
+            raise NotAuthenticatedError("the token is not a well-formed JWT") from error
+        algorithm = header.get("alg")
+        if algorithm not in self._keys.algorithms:
+            raise NotAuthenticatedError(f"tokens signed with {algorithm!r} are not accepted")
+        key = await self._keys.key_for(header.get("kid"), algorithm)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._settings.audience,
+                issuer=self._settings.issuer,
+                leeway=self._settings.leeway_seconds,
+                options={"require": _REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError as error:
+            raise NotAuthenticatedError("the token has expired") from error
+        except jwt.ImmatureSignatureError as error:
+            raise NotAuthenticatedError("the token is not valid yet") from error
+        except jwt.InvalidAudienceError as error:
+            raise NotAuthenticatedError("the token is meant for another audience") from error
+        except jwt.InvalidIssuerError as error:
+            raise NotAuthenticatedError("the token comes from an unexpected issuer") from error
+        except jwt.InvalidSignatureError as error:
+            raise NotAuthenticatedError("the token's signature does not verify") from error
+        except jwt.InvalidTokenError as error:
+            raise NotAuthenticatedError(f"the token is invalid: {error}") from error
+        return Principal(str(claims["sub"]), _scopes(claims), claims)
+
+
+def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
+    # `scope` is a space-separated string (RFC 8693); some providers send a `scp` list.
+    scope = claims.get("scope", claims.get("scp", ""))
+    items = scope.split() if isinstance(scope, str) else scope
+    return frozenset(str(item) for item in items)
+
+
+def development_secret(settings: AuthSettings) -> str:
+    return settings.hs256_secret.get_secret_value() or DEVELOPMENT_SECRET
+
+
+def mint_token(
+    settings: AuthSettings,
+    subject: str,
+    scopes: Sequence[str],
+    *,
+    ttl: dt.timedelta = dt.timedelta(hours=1),
+) -> str:
+    """An HS256 token the development server accepts (`orders token`); never for production."""
+    now = dt.datetime.now(dt.UTC)
+    claims = {
+        "iss": settings.issuer,
+        "aud": settings.audience,
+        "sub": subject,
+        "scope": " ".join(scopes),
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+    }
+    return jwt.encode(claims, development_secret(settings), algorithm="HS256")
