@@ -85,7 +85,8 @@ def test_a_command_the_tests_do_not_run_fails_the_check(
 
 def test_a_subcommand_no_test_runs_fails_the_check(tmp_path: Path) -> None:
     root = with_copies(tmp_path)
-    for runs_serve in ("orders/test_server.py", "core/test_metrics.py"):  # the tests of `serve`
+    # The tests that run `serve`:
+    for runs_serve in ("orders/test_server.py", "orders/test_fuzz.py", "core/test_metrics.py"):
         (root / "tests" / runs_serve).unlink()
     status, output = delivery_check(root, "commands")
     assert status == 1
