@@ -8,7 +8,7 @@ UV := $(shell if uv --version >/dev/null 2>&1; then echo uv; \
 RUN := $(UV) run --frozen
 
 .PHONY: help install run serve publish consume migrate revision catalogue reference test test-fast lint fmt check bench \
-	bench-outbox bench-http
+	bench-outbox bench-http kubernetes
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -61,8 +61,9 @@ test-fast: install ## the suite without the slow drills
 	$(RUN) pytest -m "not slow"
 
 # Every pre-commit hook, those that fix files run here as checks (so pre-commit skips them),
-# then the checks of the Dockerfile, compose, workflows, migrations and commands.
-lint: export SKIP := ruff-check,ruff-format,mypy,lint-imports,hadolint
+# then the checks of the Dockerfile, compose, workflows, migrations, commands and the Kubernetes
+# manifests (rendered, validated, scanned by checkov with the Dockerfile).
+lint: export SKIP := ruff-check,ruff-format,mypy,lint-imports,hadolint,kubernetes
 lint: install ## ruff, format, mypy, import contracts, pre-commit hooks, delivery checks
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
@@ -70,6 +71,10 @@ lint: install ## ruff, format, mypy, import contracts, pre-commit hooks, deliver
 	$(RUN) lint-imports
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 	$(RUN) scripts/delivery_checks.py
+
+# `make lint` runs these too; this is the short loop while editing deploy/k8s.
+kubernetes: install ## render deploy/k8s's overlays, validate them and scan them with checkov
+	$(RUN) scripts/delivery_checks.py kubernetes checkov
 
 fmt: install ## fix what ruff can fix and format
 	$(RUN) ruff check --fix .

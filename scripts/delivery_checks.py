@@ -8,18 +8,25 @@
 
 import argparse
 import contextlib
+import functools
 import io
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
 from delivery_commands import compare, load_yaml
 from delivery_dockerfile import image_problems
+from delivery_kubernetes import DEVELOPMENT_ONLY, manifest_problems, settings_env_problems
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -28,6 +35,11 @@ if TYPE_CHECKING:
 # The tools of this environment (hadolint, docker-compose, actionlint, squawk ...) come first.
 TOOLS = Path(sys.executable).parent
 COMPOSE_FILE_SETS = (("compose.yml",), ("compose.yml", "compose-dev.yml"))
+REPO = Path(__file__).resolve().parent.parent
+OVERLAYS = ("deploy/k8s/overlays/dev", "deploy/k8s/overlays/prod")
+# The oldest Kubernetes the manifests need (the preStop sleep action is on by default from
+# 1.30) and the newest whose schemas kubernetes-validate ships.
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 
 # Squawk rules left out for every revision.
 SQUAWK_EXCLUDED = {
@@ -132,6 +144,91 @@ def postgres_version(root: Path) -> str | None:
     return f"{found[1]}.{found[2]}" if found else None
 
 
+def kubernetes(options: Options) -> list[str]:
+    """Both overlays rendered, every object validated against the API schemas, and the rules
+    of delivery_kubernetes.py: probes, an unprivileged pod, every setting from the ConfigMap or
+    the Secret."""
+    root = options.root
+    settings = json.loads((root / "m2m" / "settings.json").read_text())
+    names = [row["variable"] for row in settings]
+    secrets = {row["variable"] for row in settings if row["type"] == "a secret string"}
+    secrets -= DEVELOPMENT_ONLY
+    env_file = "deploy/k8s/base/settings.env"
+    found = settings_env_problems((root / env_file).read_text(), names, secrets)
+    problems = [f"{env_file}: {problem}" for problem in found]
+    for overlay in OVERLAYS:
+        ok, output = run(root, "kubectl", "kustomize", overlay)
+        if not ok:
+            problems.append(f"{overlay}: `kubectl kustomize` failed: {output}")
+            continue
+        objects = [manifest for manifest in yaml.safe_load_all(output) if manifest]
+        found = [*schema_problems(objects), *manifest_problems(objects, secrets)]
+        problems += [f"{overlay}: {problem}" for problem in found]
+    return problems
+
+
+def schema_problems(objects: list[dict[str, object]]) -> list[str]:
+    """kubernetes-validate, strict (an unknown field is an error), for each version."""
+    import kubernetes_validate  # noqa: PLC0415 - loads its schemas; only this check needs it
+    from kubernetes_validate import utils  # noqa: PLC0415
+
+    # validate() parses the same multi-megabyte schema files again for every object; reading
+    # each file once makes the check ten times faster. The parsed schemas are never changed.
+    if not hasattr(utils.schema_contents, "cache_info"):
+        utils.schema_contents = functools.cache(utils.schema_contents)
+    problems = []
+    for manifest in objects:
+        metadata = manifest.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(manifest, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                path = ".".join(str(item) for item in error.path)
+                problems.append(
+                    f"{manifest.get('kind')} {name}, Kubernetes {version}: {path}: {error.message}"
+                )
+            except kubernetes_validate.SchemaNotFoundError as error:
+                problems.append(f"{manifest.get('kind')} {name}: {error.message}")
+    return problems
+
+
+def checkov(options: Options) -> list[str]:
+    """checkov's security scan of both rendered overlays and the Dockerfile; a finding is fixed
+    or skipped by a `checkov.io/skipN` annotation saying why."""
+    root = options.root
+    with tempfile.TemporaryDirectory(prefix="orders-k8s-") as scratch:
+        files = []
+        for overlay in OVERLAYS:
+            ok, output = run(root, "kubectl", "kustomize", overlay)
+            if not ok:
+                return [f"{overlay}: `kubectl kustomize` failed: {output}"]
+            rendered = Path(scratch) / f"{Path(overlay).name}.yaml"
+            rendered.write_text(output)
+            files += ["-f", str(rendered)]
+        ok, output = run_checkov(root, *files, "-f", "Dockerfile")
+    return [] if ok else [output]
+
+
+def run_checkov(root: Path, *arguments: str) -> tuple[bool, str]:
+    """checkov from its own environment (.venv-checkov), locked apart from the dev tools in the
+    `checkov` dependency group; uv installs it there on the first run."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        return False, "uv is not installed: `make install` installs it"
+    environment = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    environment["UV_PROJECT_ENVIRONMENT"] = str(REPO / ".venv-checkov")
+    uv_run = [uv, "run", "--frozen", "--quiet", "--project", str(REPO)]
+    uv_run += ["--only-group", "checkov", "--compile-bytecode"]
+    # --skip-download: nothing is fetched from the vendor's platform; the built-in checks run.
+    scan = ["checkov", "--framework", "kubernetes", "dockerfile", "--compact", "--quiet"]
+    scan += ["--skip-download", *arguments]
+    result = subprocess.run(  # noqa: S603 - fixed tool names, arguments from this script
+        [*uv_run, *scan], cwd=root, env=environment, capture_output=True, text=True, check=False
+    )
+    return result.returncode == 0, (result.stdout + result.stderr).strip()
+
+
 def commands(options: Options) -> list[str]:
     """What the image and compose run is what the tests run, through the same entry points."""
     help_text = cli_help()
@@ -159,6 +256,8 @@ CHECKS: dict[str, Callable[[Options], list[str]]] = {
     "workflows": workflows,
     "migrations": migrations,
     "commands": commands,
+    "kubernetes": kubernetes,
+    "checkov": checkov,
 }
 
 

@@ -5,7 +5,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -162,6 +162,11 @@ class AuthSettings(BaseModel):
     jwks_refetch_seconds: Annotated[
         float, Field(ge=0, description="An unknown `kid` refetches the keys at most this often.")
     ] = 30.0
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
 
     @model_validator(mode="after")
     def _long_enough_secret(self) -> Self:

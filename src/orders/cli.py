@@ -37,6 +37,10 @@ from orders.worker import run_publisher
 
 log = structlog.get_logger(__name__)
 
+# After SIGTERM the server stops accepting and lets requests in flight finish for this long;
+# deploy/k8s's terminationGracePeriodSeconds leaves room for it.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
 
 def migrate(settings: OrdersSettings, alembic_ini: str = "alembic.ini") -> None:
     """Create the database when missing, then upgrade it to the newest revision."""
@@ -63,7 +67,7 @@ def serve(settings: OrdersSettings, app: str = "orders.main:create_app") -> None
         port=settings.server.port,
         workers=settings.server.workers,
         log_config=None,  # core.logging owns the handlers
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         # X-Forwarded-For/-Proto count only from the proxies named in the settings.
         proxy_headers=bool(settings.http.trusted_proxies),
         forwarded_allow_ips=",".join(settings.http.trusted_proxies) or None,
