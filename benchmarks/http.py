@@ -3,8 +3,10 @@
 On the local PostgreSQL (a database of its own, 10,000 orders of two lines) and a throwaway
 redis-server, two API processes run side by side, one uvicorn worker each with the same pool:
 - the floor (benchmarks/floor.py): Starlette, a raw asyncpg pool, orjson;
-- the template (`orders serve`) as production runs it: environment production, JSON logs at INFO
-  (to a file), metrics, tracing sampled at 10% (parentbased_traceidratio) with no exporter.
+- the template (`orders serve`) as production runs it: environment production, RS256 bearer
+  tokens verified against a JWKS (benchmarks/identity.py), rate limits counted in Redis (set high
+  enough never to refuse), JSON logs at INFO (to a file), metrics, tracing sampled at 10%
+  (parentbased_traceidratio) with no exporter.
 wrk (benchmarks/wrk/orders.lua) loads one endpoint at a time with 64 connections: per endpoint,
 several rounds alternate which server goes first, each run preceded by a discarded warm-up.
 Then the default test suite is timed, and the results go to docs/performance.md.
@@ -28,6 +30,7 @@ import httpx
 from pydantic import SecretStr
 from tests.support import RedisServer, connect, drop_database, free_port, service_env
 
+from benchmarks.identity import IdentityProvider, identity_provider
 from benchmarks.load import CONNECTIONS, Run, Server, wrk_command
 from benchmarks.report import Measurements, Setup, render, write_section
 from orders.cli import migrate
@@ -39,6 +42,11 @@ ENDPOINTS = ("read", "list", "create")
 DOC = Path("docs/performance.md")
 # Production's tracing as docs/observability.md documents it; no exporter endpoint.
 TRACING = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+# Every request is counted against the limits (a Redis round trip), none is refused.
+UNREACHED_LIMITS = {
+    "ORDERS_RATE_LIMIT__READS": "1000000000",
+    "ORDERS_RATE_LIMIT__WRITES": "1000000000",
+}
 
 
 async def seed(settings: OrdersSettings) -> tuple[list[uuid.UUID], str]:
@@ -93,7 +101,9 @@ def environment(settings: OrdersSettings, **overrides: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("OTEL_EXPORTER_")}
 
 
-def start_servers(settings: OrdersSettings, scratch: Path, ids: list[uuid.UUID]) -> list[Server]:
+def start_servers(
+    settings: OrdersSettings, scratch: Path, ids: list[uuid.UUID], idp: IdentityProvider
+) -> list[Server]:
     """The template, then the floor: one at a time, so neither start-up slows the other's."""
     template = Server(
         "template",
@@ -102,6 +112,8 @@ def start_servers(settings: OrdersSettings, scratch: Path, ids: list[uuid.UUID])
             settings,
             ORDERS_ENVIRONMENT="production",
             ORDERS_LOGGING__LEVEL="INFO",
+            **idp.settings(),
+            **UNREACHED_LIMITS,
             **TRACING,
         ),
         scratch / "template.log",
@@ -119,16 +131,26 @@ def start_servers(settings: OrdersSettings, scratch: Path, ids: list[uuid.UUID])
     return servers
 
 
-def same_json(floor: Server, template: Server, order_id: uuid.UUID) -> None:
+def same_json(floor: Server, template: Server, order_id: uuid.UUID, token: str) -> None:
     """Both servers answer the benchmark's reads with the same JSON, before any load."""
+    headers = {"Authorization": f"Bearer {token}"}
     for path in (f"/v1/orders/{order_id}", "/v1/orders?page=1&per_page=20"):
-        answers = [httpx.get(server.url + path).json() for server in (floor, template)]
+        answers = [
+            httpx.get(server.url + path, headers=headers).json() for server in (floor, template)
+        ]
         if answers[0] != answers[1]:
             raise RuntimeError(f"floor and template disagree on {path}: {answers}")
 
 
-def rounds(
-    floor: Server, template: Server, ids_file: Path, count: int, seconds: int, warm_up: int
+def rounds(  # noqa: PLR0913 - the run's parameters, each once
+    floor: Server,
+    template: Server,
+    ids_file: Path,
+    *,
+    token: str,
+    count: int,
+    seconds: int,
+    warm_up: int,
 ) -> dict[str, dict[str, list[Run]]]:
     runs: dict[str, dict[str, list[Run]]] = {e: {"floor": [], "template": []} for e in ENDPOINTS}
     # Endpoint by endpoint: the creates come last, so the reads see the seeded table only.
@@ -137,8 +159,8 @@ def rounds(
         for number in range(count):
             servers = (floor, template) if number % 2 == 0 else (template, floor)
             for server in servers:
-                server.load(warm_up, *args)
-                run = server.load(seconds, *args)
+                server.load(warm_up, *args, token=token)
+                run = server.load(seconds, *args, token=token)
                 runs[endpoint][server.name].append(run)
                 print(  # noqa: T201 - progress
                     f"{endpoint:6} round {number + 1} {server.name:8} {run.rate:7.0f} req/s"
@@ -216,10 +238,19 @@ def main() -> None:
             ids, postgres = asyncio.run(seed(settings))
             ids_file = scratch / "ids.txt"
             ids_file.write_text("".join(f"{i}\n" for i in ids))
-            servers = start_servers(settings, scratch, ids)
-            template, floor = servers
-            same_json(floor, template, ids[0])
-            runs = rounds(floor, template, ids_file, args.rounds, args.seconds, args.warm_up)
+            with identity_provider() as idp:
+                servers = start_servers(settings, scratch, ids, idp)
+                template, floor = servers
+                same_json(floor, template, ids[0], idp.token)
+                runs = rounds(
+                    floor,
+                    template,
+                    ids_file,
+                    token=idp.token,
+                    count=args.rounds,
+                    seconds=args.seconds,
+                    warm_up=args.warm_up,
+                )
             rss = {server.name: server.rss_mb() for server in servers}
             log_lines = template.log.read_text().count('"event": "http.request"')
         finally:

@@ -96,13 +96,15 @@ class Server:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS")
 
-    def load(self, seconds: int, mode: str, *args: str) -> Run:
+    def load(self, seconds: int, mode: str, *args: str, token: str | None = None) -> Run:
         cpu = self.cpu_seconds()
+        env = {**os.environ, "BENCH_TOKEN": token} if token else None
         result = subprocess.run(  # noqa: S603 - wrk, installed by scripts/bench-tools
             wrk_command(self.url, seconds, mode, *args),
             capture_output=True,
             text=True,
             check=True,
+            env=env,
         )
         cpu = self.cpu_seconds() - cpu
         found = json.loads(result.stdout.strip().splitlines()[-1])

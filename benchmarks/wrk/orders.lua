@@ -1,5 +1,5 @@
 -- The load of benchmarks/http.py, for wrk:
---   wrk -t1 -c64 -d8s --timeout 10s -s benchmarks/wrk/orders.lua URL -- MODE [IDS_FILE]
+--   BENCH_TOKEN=JWT wrk -t1 -c64 -d8s --timeout 10s -s benchmarks/wrk/orders.lua URL -- MODE [IDS_FILE]
 -- MODE read: GET /v1/orders/{id}, cycling through the ids in IDS_FILE (one a line);
 --      list: GET /v1/orders?page=1&per_page=20;  create: POST /v1/orders with two lines.
 -- Prints one JSON line: requests, duration, errors and latency percentiles (microseconds).
@@ -12,14 +12,19 @@ local index = 0
 
 function init(args)
   local mode = args[1]
+  -- BENCH_TOKEN: a bearer token sent with every request (both servers get the same bytes).
+  local token = os.getenv("BENCH_TOKEN")
+  local headers = {}
+  if token then headers["Authorization"] = "Bearer " .. token end
   if mode == "read" then
     for id in io.lines(args[2]) do
-      prepared[#prepared + 1] = wrk.format("GET", "/v1/orders/" .. id)
+      prepared[#prepared + 1] = wrk.format("GET", "/v1/orders/" .. id, headers)
     end
   elseif mode == "list" then
-    prepared[1] = wrk.format("GET", "/v1/orders?page=1&per_page=20")
+    prepared[1] = wrk.format("GET", "/v1/orders?page=1&per_page=20", headers)
   elseif mode == "create" then
-    prepared[1] = wrk.format("POST", "/v1/orders", {["Content-Type"] = "application/json"}, ORDER)
+    headers["Content-Type"] = "application/json"
+    prepared[1] = wrk.format("POST", "/v1/orders", headers, ORDER)
   else
     error("MODE is read, list or create")
   end

@@ -23,7 +23,7 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.responses import Response
 from sqlalchemy import Integer, LargeBinary, Text, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -33,9 +33,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base
 from core.errors import BusinessRuleError, ConflictError
-from core.resources import get_resources
-from core.security import identify
-from core.tokens import Principal
+from core.resources import resources_of
+from core.security import current_principal
 
 log = structlog.get_logger(__name__)
 
@@ -186,7 +185,6 @@ def request_hash(method: str, path: str, query: str, body: bytes) -> str:
 
 async def idempotency_key(
     request: Request,
-    principal: Annotated[Principal | None, Depends(identify)],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -197,8 +195,9 @@ async def idempotency_key(
         ),
     ] = None,
 ) -> Idempotency:
-    settings = get_resources(request).settings.idempotency
+    settings = resources_of(request).settings.idempotency
     body = await request.body() if idempotency_key is not None else b""
+    principal = current_principal(request)  # the route's `authorize` ran before
     return Idempotency(
         key=idempotency_key,
         subject=principal.subject if principal is not None else "",
@@ -234,7 +233,7 @@ async def purge_periodically(engine: AsyncEngine, interval: float, stop: asyncio
 
 async def _replay(request: Request, error: Exception) -> Response:
     assert isinstance(error, ReplayedResponse)  # noqa: S101 - registered for it only
-    get_resources(request).metrics.idempotent_replays.inc()
+    resources_of(request).metrics.idempotent_replays.inc()
     return error.stored.to_response(replayed=True)
 
 

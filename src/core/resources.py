@@ -76,7 +76,13 @@ async def open_resources(
         await engine.dispose()
 
 
-def get_resources(request: Request) -> Resources:
+def resources_of(request: Request) -> Resources:
     """The resources the lifespan put in the request state."""
     resources: Resources = request.state.resources
     return resources
+
+
+async def get_resources(request: Request) -> Resources:
+    """`resources_of` as a dependency. Dependencies are `async def` even when they await
+    nothing: FastAPI runs plain `def` ones in a thread pool, a thread hop per call."""
+    return resources_of(request)

@@ -3,6 +3,10 @@
 Routes declare `dependencies=[Security(authorize, scopes=["orders:read"]), rate_limit("reads")]`;
 the scheme and the scopes show in the OpenAPI document. No token or a bad one: 401; a missing
 scope: 403; over the limit: 429 (all problem+json).
+
+The functions take `request` rather than other dependencies: FastAPI solves a dependency's
+whole sub-tree again wherever it is named, cached or not, and a request names these several
+times. The principal is verified once per request and kept in `request.state`.
 """
 
 from typing import Annotated, Any
@@ -11,7 +15,7 @@ from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from core.context import subject_var
-from core.resources import Resources, get_resources
+from core.resources import resources_of
 from core.tokens import InsufficientScopeError, NotAuthenticatedError, Principal
 
 bearer = HTTPBearer(
@@ -19,53 +23,57 @@ bearer = HTTPBearer(
     description="A JWT from the identity provider; `orders token` mints one in development.",
     auto_error=False,
 )
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-async def identify(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    resources: Annotated[Resources, Depends(get_resources)],
-) -> Principal | None:
+async def identify(request: Request, credentials: Credentials) -> Principal | None:
     """The caller of a valid token, None without one; a bad token is 401. Logs get its subject."""
-    if credentials is None:
-        return None
-    principal = await resources.tokens.verify(credentials.credentials)
-    subject_var.set(principal.subject)
+    if hasattr(request.state, "principal"):
+        principal: Principal | None = request.state.principal
+        return principal
+    principal = None
+    if credentials is not None:
+        principal = await resources_of(request).tokens.verify(credentials.credentials)
+        subject_var.set(principal.subject)
+    request.state.principal = principal
     return principal
 
 
-async def authenticate(principal: Annotated[Principal | None, Depends(identify)]) -> Principal:
+async def authenticate(request: Request, credentials: Credentials) -> Principal:
+    principal = await identify(request, credentials)
     if principal is None:
         raise NotAuthenticatedError("a bearer token is required", error=None)
     return principal
 
 
 async def authorize(
-    security_scopes: SecurityScopes, principal: Annotated[Principal, Depends(authenticate)]
+    security_scopes: SecurityScopes, request: Request, credentials: Credentials
 ) -> Principal:
     """Use as `Security(authorize, scopes=[...])`: 403 unless the token has every scope."""
+    principal = await authenticate(request, credentials)
     missing = [scope for scope in security_scopes.scopes if scope not in principal.scopes]
     if missing:
         raise InsufficientScopeError(missing)
     return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(authenticate)]
+def current_principal(request: Request) -> Principal | None:
+    """The principal `authorize` (or `identify`) found for this request, if any."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal
 
 
 def rate_limit(group: str) -> Any:
-    """A route dependency counting the request against `group`'s limit for its caller."""
+    """A route dependency counting the request against `group`'s limit for its caller; list it
+    after `authorize`, whose principal it counts (anonymous routes: the client address)."""
 
-    async def limit(
-        request: Request,
-        response: Response,
-        principal: Annotated[Principal | None, Depends(identify)],
-        resources: Annotated[Resources, Depends(get_resources)],
-    ) -> None:
+    async def limit(request: Request, response: Response) -> None:
+        principal = current_principal(request)
         if principal is not None:
             caller = "sub:" + principal.subject
-        else:  # anonymous routes: per client address (the proxy's, unless it is trusted)
+        else:  # the proxy's address, unless it is trusted (http.trusted_proxies)
             caller = "ip:" + (request.client.host if request.client else "unknown")
-        quota = await resources.rate_limiter.check(group, caller)
+        quota = await resources_of(request).rate_limiter.check(group, caller)
         if quota is not None:
             response.headers.update(quota.headers())
 

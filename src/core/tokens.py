@@ -12,6 +12,7 @@
 import asyncio
 import datetime as dt
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -32,6 +33,7 @@ log = structlog.get_logger(__name__)
 DEVELOPMENT_SECRET = "development-only-hs256-secret-do-not-deploy"  # pragma: allowlist secret  # noqa: S105
 _FAMILIES = {"RSA": ("RS", "PS"), "EC": ("ES",)}
 _REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
+VERIFIED_TOKENS_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +159,14 @@ class JwksKeys:
 
 
 class TokenVerifier:
+    """Verifies tokens; a token verified once is remembered until it expires (or the key
+    cache's lifetime passes), since a client sends the same token with request after request:
+    parsing and an RSA check per request would cost more than the rest of a read."""
+
     def __init__(self, settings: AuthSettings, keys: _KeySource) -> None:
         self._settings = settings
         self._keys = keys
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: AuthSettings, http: ResilientClient) -> "TokenVerifier":
@@ -168,6 +175,28 @@ class TokenVerifier:
         return cls(settings, SharedSecret(development_secret(settings)))
 
     async def verify(self, token: str) -> Principal:
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            principal, until = remembered
+            if time.time() < until:
+                return principal
+            del self._verified[token]
+        principal = await self._verify(token)
+        self._remember(token, principal)
+        return principal
+
+    def _remember(self, token: str, principal: Principal) -> None:
+        # Until it expires, by its own `exp` and our clock; never past a key-cache lifetime,
+        # so a key the provider withdrew stops working as soon as it would without the cache.
+        expires = float(principal.claims["exp"]) + self._settings.leeway_seconds
+        self._verified[token] = (
+            principal,
+            min(expires, time.time() + self._settings.jwks_cache_seconds),
+        )
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)  # the oldest
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as error:

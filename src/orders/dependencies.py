@@ -1,11 +1,16 @@
-"""Dependency providers for the routes, and their `Annotated` aliases."""
+"""Dependency providers for the routes, and their `Annotated` aliases.
+
+Each provider takes the request and builds what it returns from the process's resources:
+FastAPI solves a dependency's sub-tree again wherever it is named, so a flat graph is a
+cheaper one (docs/performance.md). `async def` keeps them off the thread pool.
+"""
 
 from typing import TYPE_CHECKING, Annotated, cast
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from core.idempotency import Idempotency, idempotency_key
-from core.resources import Resources, get_resources
+from core.resources import resources_of
 from orders.clients.customers import CustomersClient
 from orders.services.orders import OrderService
 from orders.unit_of_work import OrdersUnitOfWork
@@ -14,35 +19,26 @@ if TYPE_CHECKING:
     from orders.settings import OrdersSettings
 
 
-def get_unit_of_work(resources: Annotated[Resources, Depends(get_resources)]) -> OrdersUnitOfWork:
-    return OrdersUnitOfWork(resources.session_factory, resources.outbox)
-
-
-def get_customers(
-    resources: Annotated[Resources, Depends(get_resources)],
-) -> CustomersClient | None:
+async def get_order_service(request: Request) -> OrderService:
+    """The service on a new unit of work, with the customers check when one is configured."""
+    resources = resources_of(request)
     settings = cast("OrdersSettings", resources.settings)
-    if settings.customers.base_url is None:
-        return None
-    return CustomersClient(resources.http, resources.redis, settings.customers)
-
-
-def get_order_service(
-    uow: Annotated[OrdersUnitOfWork, Depends(get_unit_of_work)],
-    customers: Annotated[CustomersClient | None, Depends(get_customers)],
-) -> OrderService:
-    return OrderService(uow, customers)
-
-
-def get_idempotency(
-    idempotency: Annotated[Idempotency, Depends(idempotency_key)],
-    uow: Annotated[OrdersUnitOfWork, Depends(get_unit_of_work)],
-) -> Idempotency:
-    # FastAPI builds one unit of work per request: the service's is this one.
-    uow.answer_for(idempotency)
-    return idempotency
+    customers = None
+    if settings.customers.base_url is not None:
+        customers = CustomersClient(resources.http, resources.redis, settings.customers)
+    return OrderService(OrdersUnitOfWork(resources.session_factory, resources.outbox), customers)
 
 
 OrderServiceDep = Annotated[OrderService, Depends(get_order_service)]
+
+
+async def get_idempotency(
+    idempotency: Annotated[Idempotency, Depends(idempotency_key)], service: OrderServiceDep
+) -> Idempotency:
+    # FastAPI builds the service once per request: its unit of work is the one that commits.
+    service.uow.answer_for(idempotency)
+    return idempotency
+
+
 # Routes that accept an Idempotency-Key; they tell how they answer (present_with).
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

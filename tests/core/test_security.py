@@ -3,6 +3,7 @@
 Keys are generated here; the identity provider is a local HTTP server whose key set can change.
 """
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -22,7 +23,13 @@ from pydantic import SecretStr
 from starlette.types import Receive, Scope, Send
 
 from core.settings import AuthSettings, Environment
-from core.tokens import mint_token
+from core.tokens import (
+    NotAuthenticatedError,
+    SharedSecret,
+    TokenVerifier,
+    development_secret,
+    mint_token,
+)
 from orders.main import create_app
 from orders.settings import OrdersSettings
 from tests.orders.clients.customers_service import serving
@@ -309,3 +316,14 @@ def test_outside_development_a_jwks_is_required_and_hs256_refused(
         environment=environment, auth=AuthSettings(jwks_url="https://idp/jwks.json")
     )
     assert settings.auth.jwks_url == "https://idp/jwks.json"
+
+
+async def test_a_remembered_token_still_expires() -> None:
+    auth = AuthSettings(leeway_seconds=0)
+    verifier = TokenVerifier(auth, SharedSecret(development_secret(auth)))
+    token = mint_token(auth, "short-lived", [], ttl=dt.timedelta(seconds=1))
+    assert (await verifier.verify(token)).subject == "short-lived"
+    assert (await verifier.verify(token)).subject == "short-lived"  # remembered
+    await asyncio.sleep(1.2)
+    with pytest.raises(NotAuthenticatedError, match="expired"):
+        await verifier.verify(token)
