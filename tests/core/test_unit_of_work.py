@@ -4,11 +4,12 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.errors import ConcurrentUpdateError
 from orders.models import Order, OrderLine
+from orders.unit_of_work import OrdersUnitOfWork
 from tests.support import NewUow
 
 
@@ -77,3 +78,18 @@ async def test_stale_write_is_a_concurrent_update_error(new_uow: NewUow) -> None
 def test_session_outside_the_block_is_an_error(new_uow: NewUow) -> None:
     with pytest.raises(RuntimeError, match="outside"):
         _ = new_uow().session
+
+
+async def local_setting_survives(uow: OrdersUnitOfWork) -> bool:
+    """SET LOCAL lasts until the transaction ends: the next statement sees it only inside one."""
+    await uow.session.execute(text("SET LOCAL statement_timeout = '1234ms'"))
+    return await uow.session.scalar(text("SHOW statement_timeout")) == "1234ms"
+
+
+async def test_reads_run_without_a_transaction(new_uow: NewUow) -> None:
+    reader = new_uow()
+    async with reader.reading():
+        assert not await local_setting_survives(reader)
+    writer = new_uow()
+    async with writer:
+        assert await local_setting_survives(writer)

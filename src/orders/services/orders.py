@@ -69,11 +69,11 @@ class OrderService:
         return order
 
     async def get_order(self, order_id: uuid.UUID) -> Order:
-        async with self.uow:
+        async with self.uow.reading():
             return await self._load(order_id)
 
     async def list_orders(self, filters: OrderFilters) -> Page[OrderSummary]:
-        async with self.uow:
+        async with self.uow.reading():
             summaries, total = await self.uow.orders.list_page(filters)
         return Page[OrderSummary].of(summaries, total, filters)
 

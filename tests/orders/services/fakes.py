@@ -1,6 +1,8 @@
 """An in-memory unit of work: the persistence boundary faked with small real classes."""
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self
 
@@ -47,6 +49,10 @@ class InMemoryUnitOfWork(OrdersUnitOfWork):
     ) -> None:
         self.orders.pending.clear()  # what was not committed is gone
         self.recorded.clear()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Self]:
+        yield self
 
     def add_event(self, aggregate: Aggregate, payload: EventPayload) -> None:  # noqa: ARG002
         self.recorded.append(payload)
