@@ -102,7 +102,11 @@ def environment(settings: OrdersSettings, **overrides: str) -> dict[str, str]:
 
 
 def start_servers(
-    settings: OrdersSettings, scratch: Path, ids: list[uuid.UUID], idp: IdentityProvider
+    settings: OrdersSettings,
+    scratch: Path,
+    ids: list[uuid.UUID],
+    idp: IdentityProvider,
+    variant: dict[str, str],
 ) -> list[Server]:
     """The template, then the floor: one at a time, so neither start-up slows the other's."""
     template = Server(
@@ -115,6 +119,7 @@ def start_servers(
             **idp.settings(),
             **UNREACHED_LIMITS,
             **TRACING,
+            **variant,
         ),
         scratch / "template.log",
     )
@@ -217,6 +222,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--warm-up", type=int, default=2, help="discarded seconds before each")
     parser.add_argument("--no-suite", action="store_true", help="skip timing the test suite")
     parser.add_argument("--no-write", action="store_true", help=f"print, leave {DOC} alone")
+    parser.add_argument(
+        "--template-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the template only, to measure a variant (repeatable)",
+    )
     return parser.parse_args()
 
 
@@ -239,7 +251,8 @@ def main() -> None:
             ids_file = scratch / "ids.txt"
             ids_file.write_text("".join(f"{i}\n" for i in ids))
             with identity_provider() as idp:
-                servers = start_servers(settings, scratch, ids, idp)
+                variant = dict(item.split("=", 1) for item in args.template_env)
+                servers = start_servers(settings, scratch, ids, idp, variant)
                 template, floor = servers
                 same_json(floor, template, ids[0], idp.token)
                 runs = rounds(
@@ -275,6 +288,7 @@ def main() -> None:
         connections=CONNECTIONS,
         pool_size=POOL_SIZE,
         seed_orders=SEED_ORDERS,
+        variant=tuple(args.template_env),
     )
     measured = Measurements(
         runs=runs,

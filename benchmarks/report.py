@@ -25,6 +25,7 @@ class Setup:
     connections: int
     pool_size: int
     seed_orders: int
+    variant: tuple[str, ...] = ()  # settings given to the template only (--template-env)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,8 @@ def render(setup: Setup, measured: Measurements) -> str:
         f"seeded orders of two lines; one uvicorn worker per server, pools of "
         f"{setup.pool_size}. Figures are medians over the rounds; ratios are template/floor."
     )
+    if setup.variant:
+        how += f" The template ran with {', '.join(f'`{v}`' for v in setup.variant)}."
     logged = (
         f"The template wrote {measured.access_log_lines:,} `http.request` log lines (INFO, "
         "JSON, to a file) during the run: logging, metrics and tracing were on."

@@ -83,7 +83,7 @@ def test_session_outside_the_block_is_an_error(new_uow: NewUow) -> None:
 async def local_setting_survives(uow: OrdersUnitOfWork) -> bool:
     """SET LOCAL lasts until the transaction ends: the next statement sees it only inside one."""
     await uow.session.execute(text("SET LOCAL statement_timeout = '1234ms'"))
-    return await uow.session.scalar(text("SHOW statement_timeout")) == "1234ms"
+    return bool(await uow.session.scalar(text("SHOW statement_timeout")) == "1234ms")
 
 
 async def test_reads_run_without_a_transaction(new_uow: NewUow) -> None:
