@@ -62,12 +62,24 @@ def row(aggregate: int, version: int) -> dict[str, object]:
     }
 
 
+STREAM_PAGE = 2000
+
+
 async def stream(redis: Redis) -> list[tuple[str, dict[str, str]]]:
-    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange("orders")  # type: ignore[assignment]
-    return [
-        (entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()})
-        for entry_id, fields in entries
-    ]
+    """The whole stream, a page at a time: one XRANGE of it outlasts a socket timeout."""
+    found: list[tuple[str, dict[str, str]]] = []
+    start = "-"
+    while True:
+        page: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(  # type: ignore[assignment]
+            "orders", min=start, count=STREAM_PAGE
+        )
+        found += [
+            (entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()})
+            for entry_id, fields in page
+        ]
+        if len(page) < STREAM_PAGE:
+            return found
+        start = "(" + page[-1][0].decode()  # exclusive: after the last one read
 
 
 async def drain(settings: OrdersSettings, engine: AsyncEngine, redis: Redis) -> tuple[float, int]:
