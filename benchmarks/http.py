@@ -170,7 +170,7 @@ def rounds(  # noqa: PLR0913 - the run's parameters, each once
                 print(  # noqa: T201 - progress
                     f"{endpoint:6} round {number + 1} {server.name:8} {run.rate:7.0f} req/s"
                     f"  p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms"
-                    f"  {run.cpu_ms_per_request:5.2f} ms CPU/req",
+                    f"  {run.cpu_ms_per_request:5.2f} ms CPU/req  {run.failed} failed",
                     flush=True,
                 )
     return runs

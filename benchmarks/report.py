@@ -51,9 +51,9 @@ def results_table(measured: Measurements) -> list[str]:
         (
             "| endpoint | floor req/s | template req/s | template/floor | p50 floor / template "
             "| p99 floor / template | p99 template/floor | server CPU per request floor / template "
-            "| template/floor req/s by round |"
+            "| template/floor req/s by round | failed answers floor / template |"
         ),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for endpoint, runs in measured.runs.items():
         floor, template = runs["floor"], runs["template"]
@@ -65,7 +65,8 @@ def results_table(measured: Measurements) -> list[str]:
             f" | {median(floor, 'p99_ms'):.1f} / {median(template, 'p99_ms'):.1f} ms"
             f" | **{ratio(runs, 'p99_ms'):.2f}x**"
             f" | {median(floor, 'cpu_ms_per_request'):.2f} /"
-            f" {median(template, 'cpu_ms_per_request'):.2f} ms | {by_round} |"
+            f" {median(template, 'cpu_ms_per_request'):.2f} ms | {by_round}"
+            f" | {sum(r.failed for r in floor)} / {sum(r.failed for r in template)} |"
         )
     return lines
 
