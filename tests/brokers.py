@@ -44,8 +44,8 @@ class BrokerHarness(Protocol):
     kind: str
     settings: OrdersSettings  # the test settings, pointed at this broker
 
-    def own_server(self, directory: Path) -> tuple[Server, OrdersSettings]:
-        """A server of the test's own, which it may stop and start, and settings using it."""
+    def own_server(self, directory: Path) -> tuple[Server, "BrokerHarness"]:
+        """A server of the test's own, which it may stop and start, and a harness on it."""
         ...
 
     def adapter(self) -> MessageBroker:
@@ -101,10 +101,10 @@ class RedisHarness:
         self.redis = Redis.from_url(settings.redis.url.get_secret_value())
         self._clients: list[Redis] = [self.redis]
 
-    def own_server(self, directory: Path) -> tuple[Server, OrdersSettings]:
+    def own_server(self, directory: Path) -> tuple[Server, BrokerHarness]:
         server = RedisServer(directory, persistent=True)  # as compose runs it: append-only
         redis = self.settings.redis.model_copy(update={"url": SecretStr(server.url)})
-        return server, self.settings.model_copy(update={"redis": redis})
+        return server, RedisHarness(self.settings.model_copy(update={"redis": redis}))
 
     def adapter(self) -> MessageBroker:
         return RedisStreamsBroker(self._client(), maxlen=10_000, timeout_seconds=2)
@@ -167,10 +167,9 @@ class NatsHarness:
         self._connections: list[JetStream] = []
         self._client: Client | None = None
 
-    def own_server(self, directory: Path) -> tuple[Server, OrdersSettings]:
+    def own_server(self, directory: Path) -> tuple[Server, BrokerHarness]:
         server = NatsServer(directory)
-        broker = self.settings.broker.model_copy(update={"nats_url": SecretStr(server.url)})
-        return server, self.settings.model_copy(update={"broker": broker})
+        return server, NatsHarness(self.settings, server.url)
 
     def adapter(self) -> MessageBroker:
         return JetStreamBroker(self._jetstream(), timeout_seconds=2)
@@ -261,7 +260,9 @@ class NatsHarness:
 
     async def _nats(self) -> Client:
         if self._client is None:
-            self._client = await nats.connect(self.url)
+            self._client = await nats.connect(
+                self.url, connect_timeout=2, reconnect_time_wait=0.5, max_reconnect_attempts=3
+            )
         return self._client
 
     def _jetstream(self) -> JetStream:

@@ -3,66 +3,19 @@
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
-from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.database import build_session_factory
 from core.errors import ConcurrentUpdateError, ConflictError
 from core.events import CloudEvent
-from core.handling import Consumer, Handler
+from core.handling import Consumer
 from core.outbox.tables import InboxEvent
 from core.outbox.writer import OutboxWriter
 from core.unit_of_work import InboxEntry, UnitOfWork
-from orders.settings import OrdersSettings
 from tests.brokers import BrokerHarness
-
-STREAM = "payments"
-TYPE = "payments.payment.succeeded.v1"
-GROUP = "orders"
-type NewConsumer = Callable[..., Consumer]
-
-
-def event(event_id: str = "evt-1", **data: Any) -> CloudEvent:
-    return CloudEvent(
-        id=event_id,
-        source="/services/payments",
-        type=TYPE,
-        subject=f"payment/{event_id}",
-        time="2026-11-21T10:00:00Z",
-        data=data or {"n": 1},
-        partitionkey=event_id,
-        sequence="00000000000000000001",
-    )
-
-
-@pytest.fixture
-def new_consumer(broker: BrokerHarness, settings: OrdersSettings) -> NewConsumer:
-    def build(handler: Handler, name: str = "c1", **overrides: Any) -> Consumer:
-        options = settings.consumer.model_copy(update={"block_ms": 50, **overrides})
-        return broker.consumer(STREAM, {TYPE: handler}, options, name)
-
-    return build
-
-
-async def run_for(consumers: list[Consumer], seconds: float) -> None:
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.gather(*tasks)
-
-
-def recorder() -> tuple[list[CloudEvent], Handler]:
-    seen: list[CloudEvent] = []
-
-    async def handle(item: CloudEvent) -> None:
-        seen.append(item)
-
-    return seen, handle
+from tests.core.brokers.conftest import GROUP, STREAM, NewConsumer, event, recorder, run_for
 
 
 def counted(consumer: Consumer, result: str) -> float:

@@ -90,8 +90,9 @@ async def test_a_message_the_broker_never_takes_dies_at_once_and_holds_its_aggre
 async def test_a_stopped_broker_costs_no_attempt_and_a_restarted_one_gets_everything(
     engine: AsyncEngine, broker: BrokerHarness, new_publisher: NewPublisher, tmp_path: Path
 ) -> None:
-    server, settings = broker.own_server(tmp_path)
+    server, own = broker.own_server(tmp_path)
     server.start()
+    settings = own.settings
     outbox = settings.outbox.model_copy(update={"publish_timeout_seconds": 1})
     publisher = new_publisher(build_broker(settings.model_copy(update={"outbox": outbox})))
     try:
@@ -114,4 +115,5 @@ async def test_a_stopped_broker_costs_no_attempt_and_a_restarted_one_gets_everyt
         assert await pending(engine) == 0
     finally:
         await publisher._broker.close()
+        await own.close()
         server.stop()

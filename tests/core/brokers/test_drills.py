@@ -1,4 +1,5 @@
-"""Reliability drills with real publisher processes: crashes, several replicas, shutdown."""
+"""Reliability drills with real publisher processes, on each broker: shutdown, several
+replicas, kill -9, and a broker outage while the API keeps taking orders."""
 
 import asyncio
 import os
@@ -7,30 +8,29 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.consumer import StreamConsumer
 from core.database import build_session_factory
 from core.events import CloudEvent
-from core.metrics import ConsumerMetrics
 from core.outbox.tables import OutboxEvent
 from core.outbox.writer import OutboxWriter
 from core.unit_of_work import InboxEntry, UnitOfWork
 from orders.events import order_events
-from orders.settings import OrdersSettings
+from orders.main import create_app
+from orders.worker import run_publisher
+from tests.brokers import BrokerHarness
 from tests.core.outbox.conftest import (
+    TOPIC,
     insert_events,
-    read_stream,
     strictly_parsed,
     versions_by_aggregate,
 )
-from tests.support import free_port, start_command
+from tests.support import free_port, order_payload, serve_in_process, start_command
 
 
 async def pending(engine: AsyncEngine) -> int:
@@ -53,14 +53,14 @@ def stop(process: subprocess.Popen[bytes]) -> bytes:
 
 
 async def test_the_publisher_process_delivers_reports_and_stops_cleanly(
-    engine: AsyncEngine, redis: Redis, database: OrdersSettings
+    engine: AsyncEngine, broker: BrokerHarness
 ) -> None:
     ids = await insert_events(engine, [("a", 1), ("a", 2), ("b", 1)])
     port = free_port()
-    process = start_command(database, "publish", ORDERS_OUTBOX__METRICS_PORT=str(port))
+    process = start_command(broker.settings, "publish", ORDERS_OUTBOX__METRICS_PORT=str(port))
     try:
         await wait_until_drained(engine)
-        entries = await read_stream(redis)
+        entries = await broker.read(TOPIC)
         assert sorted(e["id"] for e in entries) == sorted(ids)
         assert all(strictly_parsed(entry)["source"] == "/services/orders" for entry in entries)
         async with httpx.AsyncClient() as client:
@@ -68,16 +68,17 @@ async def test_the_publisher_process_delivers_reports_and_stops_cleanly(
         assert "outbox_published_events_total 3.0" in metrics
     finally:
         output = stop(process)
+    assert f'"broker": "{broker.kind}"'.encode() in output
     assert b'"event": "outbox.publisher_stopped"' in output
 
 
 @pytest.mark.slow
 async def test_four_publishers_keep_every_aggregates_order(
-    engine: AsyncEngine, redis: Redis, database: OrdersSettings
+    engine: AsyncEngine, broker: BrokerHarness
 ) -> None:
     keys = [f"agg{n}" for n in range(50)]
     processes = [
-        start_command(database, "publish", ORDERS_OUTBOX__BATCH_SIZE="50") for _ in range(4)
+        start_command(broker.settings, "publish", ORDERS_OUTBOX__BATCH_SIZE="50") for _ in range(4)
     ]
     try:
         for version in range(1, 101):  # events keep arriving while all four run
@@ -86,7 +87,7 @@ async def test_four_publishers_keep_every_aggregates_order(
     finally:
         for process in processes:
             stop(process)
-    entries = await read_stream(redis)
+    entries = await broker.read(TOPIC)
     assert len({e["id"] for e in entries}) == 5000
     for key, versions in versions_by_aggregate(entries).items():
         first_seen = list(dict.fromkeys(versions))  # a redelivery may repeat, never reorder
@@ -95,41 +96,39 @@ async def test_four_publishers_keep_every_aggregates_order(
 
 @pytest.mark.slow
 async def test_kill_9_at_random_points_loses_nothing(
-    engine: AsyncEngine, redis: Redis, database: OrdersSettings
+    engine: AsyncEngine, broker: BrokerHarness
 ) -> None:
     batch, kills = 100, 3
     ids = await insert_events(engine, [(f"agg{n % 200}", n // 200 + 1) for n in range(10_000)])
-    # Kill each publisher once the stream passes a random point, so every kill lands mid-flow.
+    # Kill each publisher once the topic passes a random point, so every kill lands mid-flow.
     for target in sorted(random.sample(range(500, 9000), kills)):
-        process = start_command(database, "publish", ORDERS_OUTBOX__BATCH_SIZE=str(batch))
-        while await redis.xlen("orders") < target:
+        process = start_command(broker.settings, "publish", ORDERS_OUTBOX__BATCH_SIZE=str(batch))
+        while await broker.count(TOPIC) < target:
             assert process.poll() is None
             await asyncio.sleep(0.005)
         os.kill(process.pid, signal.SIGKILL)
         process.communicate()
     assert await pending(engine) > 0
-    process = start_command(database, "publish", ORDERS_OUTBOX__BATCH_SIZE=str(batch))
+    process = start_command(broker.settings, "publish", ORDERS_OUTBOX__BATCH_SIZE=str(batch))
     try:
         await wait_until_drained(engine)
     finally:
         stop(process)
-    delivered = Counter(e["id"] for e in await read_stream(redis))
+    delivered = Counter(e["id"] for e in await broker.read(TOPIC))
     assert set(delivered) == set(ids)
     duplicates = sum(delivered.values()) - len(ids)
     assert duplicates <= kills * batch
 
-    effects = await consume_with_effects(engine, redis, settings=database)
+    effects = await consume_with_effects(engine, broker)
     assert effects == dict.fromkeys(ids, 1)  # every event applied, none twice
 
 
-async def consume_with_effects(
-    engine: AsyncEngine, redis: Redis, settings: OrdersSettings
-) -> dict[str, int]:
-    """Two consumers apply the stream, each effect in one transaction with its inbox row."""
+async def consume_with_effects(engine: AsyncEngine, broker: BrokerHarness) -> dict[str, int]:
+    """Two consumers apply the topic, each effect in one transaction with its inbox row."""
     async with engine.begin() as connection:
         await connection.execute(text("CREATE TABLE drill_effects (event_id text NOT NULL)"))
     sessions = build_session_factory(engine)
-    outbox = OutboxWriter(order_events("orders"), settings.events)
+    outbox = OutboxWriter(order_events("orders"), broker.settings.events)
 
     async def apply(event: CloudEvent) -> None:
         inbox = InboxEntry("drill", event.source, event.id)
@@ -139,24 +138,16 @@ async def consume_with_effects(
             )
             await uow.commit()
 
-    options = settings.consumer.model_copy(update={"group": "drill", "batch_size": 200})
-    consumers = [
-        StreamConsumer(
-            redis,
-            ["orders"],
-            {"orders.order.note_changed.v1": apply},
-            options,
-            ConsumerMetrics(CollectorRegistry()),
-            name=f"drill-{n}",
-        )
-        for n in range(2)
-    ]
-    await consumers[0].ensure_groups()
+    options = broker.settings.consumer.model_copy(update={"group": "drill", "batch_size": 200})
+    handlers = {"orders.order.note_changed.v1": apply}
+    consumers = [broker.consumer(TOPIC, handlers, options, f"drill-{n}") for n in range(2)]
+    for consumer in consumers:
+        await consumer.ensure_groups()
     stop = asyncio.Event()
     tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
     try:
         deadline = time.monotonic() + 300  # a bound on the loop, not a speed goal
-        while (await redis.xinfo_groups("orders"))[0]["lag"] or await _pending(redis):
+        while await broker.outstanding(TOPIC, "drill"):
             assert time.monotonic() < deadline, "the consumers did not catch up"
             await asyncio.sleep(0.2)
     finally:
@@ -171,5 +162,44 @@ async def consume_with_effects(
     return counts
 
 
-async def _pending(redis: Redis) -> int:
-    return int((await redis.xpending("orders", "drill"))["pending"])
+@pytest.mark.slow
+async def test_the_broker_down_for_ten_seconds_loses_no_order_and_no_event(
+    broker: BrokerHarness, tmp_path: Path
+) -> None:
+    server, own = broker.own_server(tmp_path)
+    server.start()
+    stop_publisher = asyncio.Event()
+    publisher = asyncio.create_task(run_publisher(own.settings, stop_publisher))
+    placed: list[str] = []
+    try:
+        async with serve_in_process(create_app(own.settings)) as client:
+
+            async def place(count: int) -> None:
+                for _ in range(count):
+                    response = await client.post("/v1/orders", json=order_payload())
+                    assert response.status_code == 201
+                    placed.append(response.json()["id"])
+                    await asyncio.sleep(0.05)
+
+            await place(10)
+            server.stop()
+            before_outage = len(placed)
+            outage = asyncio.create_task(asyncio.sleep(10))
+            while not outage.done():
+                await place(1)
+            placed_while_down = len(placed) - before_outage
+            server.start()
+            await place(10)
+
+        for _ in range(300):
+            entries = await own.read(TOPIC)
+            if len({entry["partitionkey"] for entry in entries}) >= len(placed):
+                break
+            await asyncio.sleep(0.1)
+        assert {entry["partitionkey"] for entry in entries} == set(placed)
+        assert placed_while_down > 0  # orders kept coming in during the outage
+    finally:
+        stop_publisher.set()
+        await publisher
+        await own.close()
+        server.stop()
