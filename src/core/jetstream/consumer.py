@@ -145,7 +145,7 @@ class JetStreamConsumer:
             return await subscription.fetch(
                 self._settings.batch_size, timeout=self._settings.block_ms / 1000
             )
-        except nats.errors.TimeoutError:  # nothing came
+        except TimeoutError:  # nothing came (the client raises both kinds)
             return []
 
     async def handle(self, topic: str, message: Msg) -> None:
@@ -232,7 +232,7 @@ class JetStreamConsumer:
         for topic, subscription in self._advisories.items():
             try:
                 advisories = await subscription.fetch(10, timeout=0.2)
-            except nats.errors.TimeoutError:
+            except TimeoutError:
                 continue
             for advisory in advisories:
                 facts = json.loads(advisory.data)
