@@ -11,7 +11,7 @@ from typing import Protocol
 
 import nats
 from nats.aio.client import Client
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg, StreamConfig
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -214,6 +214,10 @@ class NatsHarness:
         await subscription.unsubscribe()
         await js.delete_consumer(stream_for(topic), name)
         return messages
+
+    async def raw(self, topic: str, sequence: int) -> RawStreamMsg:
+        js = (await self._nats()).jetstream()
+        return await js.get_msg(stream_for(topic), sequence)
 
     async def count(self, topic: str) -> int:
         js = (await self._nats()).jetstream()
