@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import APIError, NoStreamResponseError, ServerError, ServiceUnavailableError
 
 from core.events import CloudEvent
 from core.jetstream import (
@@ -22,11 +22,8 @@ from core.jetstream import (
 )
 from core.outbox.broker import BrokerUnavailableError, PermanentPublishError, PublishError
 
-# JetStream error codes that say the message, not the server, is the problem.
+# The JetStream error that says this message will never fit the stream.
 _MESSAGE_TOO_LARGE = 10054
-_PERMANENT_CODES = frozenset({_MESSAGE_TOO_LARGE})
-# Out of storage or resources: the server's condition, charged to no event.
-_SERVER_CODES = frozenset({10023, 10047})
 
 
 class JetStreamBroker:
@@ -68,11 +65,12 @@ def _result(reply: PubAck | BaseException) -> PublishError | None:
         return None  # stored, or a duplicate JetStream already had
     if isinstance(reply, nats.errors.MaxPayloadError):
         return PermanentPublishError(str(reply))
-    if isinstance(reply, APIError) and not isinstance(reply, ServiceUnavailableError):
-        if reply.err_code in _PERMANENT_CODES:
+    # A 5xx (JetStream off or busy, out of storage or resources) is the server's condition,
+    # charged to no event; anything else was said about this message.
+    if isinstance(reply, APIError) and not isinstance(reply, ServiceUnavailableError | ServerError):
+        if reply.err_code == _MESSAGE_TOO_LARGE:
             return PermanentPublishError(reply.description or str(reply))
-        if reply.err_code not in _SERVER_CODES:
-            return PublishError(reply.description or str(reply))
+        return PublishError(reply.description or str(reply))
     if isinstance(reply, NoStreamResponseError | APIError | nats.errors.Error | OSError):
         raise BrokerUnavailableError(str(reply) or type(reply).__name__) from reply
     raise reply
