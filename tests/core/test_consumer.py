@@ -12,15 +12,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.consumer import Handler, StreamConsumer
-from core.database import build_session_factory
 from core.dead_letters import list_dead_letters
 from core.events import CloudEvent
 from core.metrics import ConsumerMetrics
 from core.outbox.tables import InboxEvent
 from core.outbox.writer import OutboxWriter
-from core.unit_of_work import InboxEntry, UnitOfWork
 from orders.settings import OrdersSettings
-from tests.core.brokers.conftest import STREAM, TYPE, event, recorder, run_for
+from tests.core.brokers.conftest import STREAM, TYPE, applied_once, event, recorder, run_for
 
 type NewConsumer = Callable[..., StreamConsumer]
 
@@ -77,14 +75,7 @@ async def test_a_consumer_that_died_while_handling_is_retried_not_dead_lettered(
 async def test_the_processing_lease_turns_a_concurrent_copy_away(
     redis: Redis, new_consumer: NewConsumer, engine: AsyncEngine, outbox: OutboxWriter
 ) -> None:
-    sessions = build_session_factory(engine)
-    effects: list[str] = []
-
-    async def apply_once(item: CloudEvent) -> None:
-        async with UnitOfWork(sessions, outbox, InboxEntry("orders", item.source, item.id)) as uow:
-            await asyncio.sleep(0.2)  # both copies are in flight at the same time
-            await uow.commit()
-        effects.append(item.id)
+    effects, apply_once = applied_once(engine, outbox, hold_seconds=0.2)
 
     first = new_consumer(apply_once, name="c1", retry_base_seconds=0.1, batch_size=1)
     second = new_consumer(apply_once, name="c2", retry_base_seconds=0.1, batch_size=1)
@@ -104,13 +95,7 @@ async def test_the_processing_lease_turns_a_concurrent_copy_away(
 async def test_the_database_inbox_stops_a_duplicate_the_redis_marker_forgot(
     redis: Redis, new_consumer: NewConsumer, engine: AsyncEngine, outbox: OutboxWriter
 ) -> None:
-    sessions = build_session_factory(engine)
-    effects: list[str] = []
-
-    async def apply_once(item: CloudEvent) -> None:
-        async with UnitOfWork(sessions, outbox, InboxEntry("orders", item.source, item.id)) as uow:
-            await uow.commit()
-        effects.append(item.id)
+    effects, apply_once = applied_once(engine, outbox)
 
     consumer = new_consumer(apply_once)
     await consumer.ensure_groups()

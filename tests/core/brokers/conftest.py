@@ -5,9 +5,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.database import build_session_factory
 from core.events import CloudEvent
 from core.handling import Consumer, Handler
+from core.outbox.writer import OutboxWriter
+from core.unit_of_work import InboxEntry, UnitOfWork
 from orders.settings import OrdersSettings
 from tests.brokers import BrokerHarness
 
@@ -54,3 +58,19 @@ def recorder() -> tuple[list[CloudEvent], Handler]:
         seen.append(item)
 
     return seen, handle
+
+
+def applied_once(
+    engine: AsyncEngine, outbox: OutboxWriter, hold_seconds: float = 0.0
+) -> tuple[list[str], Handler]:
+    """A handler whose effect commits with its inbox row, and the events it took effect for."""
+    sessions = build_session_factory(engine)
+    effects: list[str] = []
+
+    async def apply_once(item: CloudEvent) -> None:
+        async with UnitOfWork(sessions, outbox, InboxEntry(GROUP, item.source, item.id)) as uow:
+            await asyncio.sleep(hold_seconds)
+            await uow.commit()
+        effects.append(item.id)
+
+    return effects, apply_once

@@ -4,18 +4,25 @@ import asyncio
 import itertools
 import time
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.database import build_session_factory
 from core.errors import ConcurrentUpdateError, ConflictError
 from core.events import CloudEvent
 from core.handling import Consumer
 from core.outbox.tables import InboxEvent
 from core.outbox.writer import OutboxWriter
-from core.unit_of_work import InboxEntry, UnitOfWork
 from tests.brokers import BrokerHarness
-from tests.core.brokers.conftest import GROUP, STREAM, NewConsumer, event, recorder, run_for
+from tests.core.brokers.conftest import (
+    GROUP,
+    STREAM,
+    NewConsumer,
+    applied_once,
+    event,
+    recorder,
+    run_for,
+)
 
 
 def counted(consumer: Consumer, result: str) -> float:
@@ -96,42 +103,27 @@ async def test_a_handler_that_always_fails_gets_four_attempts_then_one_dead_lett
     assert await broker.outstanding(STREAM, GROUP) == 0
 
 
-async def test_a_flaky_handler_succeeds_on_a_retry(
-    broker: BrokerHarness, new_consumer: NewConsumer
+@pytest.mark.parametrize(
+    "failures",
+    [[ConnectionError("try again")] * 2, [ConcurrentUpdateError()]],
+    ids=["flaky-downstream", "lost-optimistic-lock-race"],
+)
+async def test_a_handler_failing_a_few_times_succeeds_on_a_retry(
+    broker: BrokerHarness, new_consumer: NewConsumer, failures: list[Exception]
 ) -> None:
     calls = 0
 
     async def flaky(_: CloudEvent) -> None:
         nonlocal calls
         calls += 1
-        if calls < 3:
-            raise ConnectionError("try again")
+        if calls <= len(failures):
+            raise failures[calls - 1]
 
     consumer = new_consumer(flaky, retry_base_seconds=0.1)
     await consumer.ensure_groups()
     await broker.publish(STREAM, event())
     await run_for([consumer], 1.2)
-    assert calls == 3
-    assert await broker.dead_letters().entries(STREAM) == []
-    assert await broker.outstanding(STREAM, GROUP) == 0
-
-
-async def test_a_lost_optimistic_lock_race_is_retried(
-    broker: BrokerHarness, new_consumer: NewConsumer
-) -> None:
-    calls = 0
-
-    async def racing(_: CloudEvent) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise ConcurrentUpdateError
-
-    consumer = new_consumer(racing, retry_base_seconds=0.05)
-    await consumer.ensure_groups()
-    await broker.publish(STREAM, event())
-    await run_for([consumer], 0.6)
-    assert calls == 2
+    assert calls == len(failures) + 1
     assert await broker.dead_letters().entries(STREAM) == []
     assert await broker.outstanding(STREAM, GROUP) == 0
 
@@ -153,14 +145,8 @@ async def test_a_crashed_consumers_message_is_delivered_again(
 async def test_one_event_delivered_twice_at_once_to_two_consumers_has_one_effect(
     broker: BrokerHarness, new_consumer: NewConsumer, engine: AsyncEngine, outbox: OutboxWriter
 ) -> None:
-    sessions = build_session_factory(engine)
-    effects: list[str] = []
-
-    async def apply_once(item: CloudEvent) -> None:
-        async with UnitOfWork(sessions, outbox, InboxEntry(GROUP, item.source, item.id)) as uow:
-            await asyncio.sleep(0.2)  # both copies are in flight at the same time
-            await uow.commit()
-        effects.append(item.id)
+    # Each copy holds its transaction a while: both are in flight at the same time.
+    effects, apply_once = applied_once(engine, outbox, hold_seconds=0.2)
 
     first = new_consumer(apply_once, name="c1", retry_base_seconds=0.1, batch_size=1)
     second = new_consumer(apply_once, name="c2", retry_base_seconds=0.1, batch_size=1)
@@ -181,13 +167,7 @@ async def test_one_event_delivered_twice_at_once_to_two_consumers_has_one_effect
 async def test_the_database_inbox_stops_a_duplicate_the_broker_let_through(
     broker: BrokerHarness, new_consumer: NewConsumer, engine: AsyncEngine, outbox: OutboxWriter
 ) -> None:
-    sessions = build_session_factory(engine)
-    effects: list[str] = []
-
-    async def apply_once(item: CloudEvent) -> None:
-        async with UnitOfWork(sessions, outbox, InboxEntry(GROUP, item.source, item.id)) as uow:
-            await uow.commit()
-        effects.append(item.id)
+    effects, apply_once = applied_once(engine, outbox)
 
     consumer = new_consumer(apply_once)
     await consumer.ensure_groups()

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.database import build_session_factory
 from core.events import CloudEvent
-from core.outbox.tables import OutboxEvent
 from core.outbox.writer import OutboxWriter
 from core.unit_of_work import InboxEntry, UnitOfWork
 from orders.events import order_events
@@ -27,15 +26,11 @@ from tests.brokers import BrokerHarness
 from tests.core.outbox.conftest import (
     TOPIC,
     insert_events,
+    pending,
     strictly_parsed,
     versions_by_aggregate,
 )
 from tests.support import free_port, order_payload, serve_in_process, start_command
-
-
-async def pending(engine: AsyncEngine) -> int:
-    async with engine.connect() as connection:
-        return await connection.scalar(select(func.count()).select_from(OutboxEvent)) or 0
 
 
 async def wait_until_drained(engine: AsyncEngine, seconds: float = 60) -> None:

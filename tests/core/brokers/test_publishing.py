@@ -6,27 +6,22 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.brokers import build_broker
 from core.outbox.broker import BrokerUnavailableError
 from core.outbox.dead import list_dead_events
 from core.outbox.publisher import OutboxPublisher
-from core.outbox.tables import OutboxEvent
 from tests.brokers import BrokerHarness
 from tests.conftest import NewPublisher
 from tests.core.outbox.conftest import (
     TOPIC,
     insert_events,
+    pending,
     strictly_parsed,
     versions_by_aggregate,
 )
-
-
-async def pending(engine: AsyncEngine) -> int:
-    async with engine.connect() as connection:
-        return await connection.scalar(select(func.count()).select_from(OutboxEvent)) or 0
 
 
 async def test_events_are_published_in_version_order_and_removed(
