@@ -192,6 +192,7 @@ class StreamConsumer:
             event,
             stream=delivery.stream,
             attempt=attempt,
+            last_attempt=attempt > self._settings.max_retries,
             system="redis",
             timeout_seconds=self._settings.handler_timeout_seconds,
             metrics=self.metrics,
@@ -208,9 +209,7 @@ class StreamConsumer:
         if outcome.verdict is Verdict.REJECTED:
             await self._dead_letter(delivery, f"rejected: {outcome.error}", attempts=attempt)
             return
-        last = attempt > self._settings.max_retries
-        outcome.failed(last=last)
-        if last:
+        if attempt > self._settings.max_retries:
             await self._dead_letter(delivery, f"failed: {outcome.error!r}", attempts=attempt)
         else:
             self.metrics.messages.labels(delivery.stream, "retry").inc()

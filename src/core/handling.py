@@ -41,15 +41,7 @@ class Verdict(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Outcome:
     verdict: Verdict
-    log: structlog.stdlib.BoundLogger
     error: Exception | None = None
-
-    def failed(self, *, last: bool) -> None:
-        """Log a retryable failure: a warning, or an error when no retry is left."""
-        if last:
-            self.log.error("consumer.retries_exhausted", error=repr(self.error))
-        else:
-            self.log.warning("consumer.message_failed", error=repr(self.error))
 
 
 class Consumer(Protocol):
@@ -71,11 +63,14 @@ async def apply(  # noqa: PLR0913 - the context every log line and span of a mes
     *,
     stream: str,
     attempt: int,
+    last_attempt: bool,
     system: str,
     timeout_seconds: float,
     metrics: ConsumerMetrics,
 ) -> Outcome:
-    """Run the handler inside a CONSUMER span continuing the event's trace; judge the result."""
+    """Run the handler inside a CONSUMER span continuing the event's trace; judge the result.
+
+    `last_attempt`: no retry is left, so a retryable failure is logged as the final one."""
     bound = log.bind(
         event_id=event.id,
         type=event.type,
@@ -91,34 +86,39 @@ async def apply(  # noqa: PLR0913 - the context every log line and span of a mes
             carrier,
             **{"messaging.system": system, "messaging.message.id": event.id},
         ):
-            outcome = await _judge(handler, event, timeout_seconds, bound)
+            outcome = await _judge(handler, event, timeout_seconds)
+            # Inside the span: these lines carry the trace id of the event they are about.
+            _log(outcome, bound, last_attempt=last_attempt)
     finally:
         metrics.process_seconds.labels(stream).observe(time.perf_counter() - started)
-    if outcome.verdict is Verdict.DONE:
-        bound.info("consumer.message_processed")
-    elif outcome.verdict is Verdict.REJECTED:
-        bound.warning("consumer.message_rejected", error=str(outcome.error))
     return outcome
 
 
-async def _judge(
-    handler: Handler,
-    event: CloudEvent,
-    timeout_seconds: float,
-    bound: structlog.stdlib.BoundLogger,
-) -> Outcome:
+async def _judge(handler: Handler, event: CloudEvent, timeout_seconds: float) -> Outcome:
     try:
         async with asyncio.timeout(timeout_seconds):
             await handler(event)
     except DuplicateEventError:
-        return Outcome(Verdict.DUPLICATE, bound)
+        return Outcome(Verdict.DUPLICATE)
     except ConcurrentUpdateError as error:  # a lost race: the retry may win
-        return Outcome(Verdict.RETRY, bound, error)
+        return Outcome(Verdict.RETRY, error)
     except (PermanentError, DomainError, ValueError) as error:
-        return Outcome(Verdict.REJECTED, bound, error)
+        return Outcome(Verdict.REJECTED, error)
     except Exception as error:  # noqa: BLE001 - any other failure is retried
-        return Outcome(Verdict.RETRY, bound, error)
-    return Outcome(Verdict.DONE, bound)
+        return Outcome(Verdict.RETRY, error)
+    return Outcome(Verdict.DONE)
+
+
+def _log(outcome: Outcome, bound: structlog.stdlib.BoundLogger, *, last_attempt: bool) -> None:
+    match outcome.verdict:
+        case Verdict.DONE:
+            bound.info("consumer.message_processed")
+        case Verdict.REJECTED:
+            bound.warning("consumer.message_rejected", error=str(outcome.error))
+        case Verdict.RETRY if last_attempt:
+            bound.error("consumer.retries_exhausted", error=repr(outcome.error))
+        case Verdict.RETRY:
+            bound.warning("consumer.message_failed", error=repr(outcome.error))
 
 
 def record_finished(metrics: ConsumerMetrics, stream: str, event: CloudEvent, result: str) -> None:

@@ -165,6 +165,7 @@ class JetStreamConsumer:
             event,
             stream=topic,
             attempt=attempt,
+            last_attempt=attempt > self._settings.max_retries,
             system="nats",
             timeout_seconds=self._settings.handler_timeout_seconds,
             metrics=self.metrics,
@@ -175,10 +176,8 @@ class JetStreamConsumer:
         elif outcome.verdict is Verdict.REJECTED:
             await self._dead_letter(topic, message, f"rejected: {outcome.error}", attempt)
         elif attempt > self._settings.max_retries:
-            outcome.failed(last=True)
             await self._dead_letter(topic, message, f"failed: {outcome.error!r}", attempt)
         else:
-            outcome.failed(last=False)
             await message.nak(delay=self._backoff(attempt))
             self.metrics.messages.labels(topic, "retry").inc()
 
