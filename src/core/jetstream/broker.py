@@ -29,6 +29,8 @@ _MESSAGE_TOO_LARGE = 10054
 class JetStreamBroker:
     """One stream per topic, created on first use; attributes travel as `ce-` headers."""
 
+    system = "nats"
+
     def __init__(self, jetstream: JetStream, *, timeout_seconds: float) -> None:
         self._jetstream = jetstream
         self._timeout = timeout_seconds

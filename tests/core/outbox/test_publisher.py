@@ -30,6 +30,7 @@ class RefusingBroker:
 
     def __init__(self, inner: MessageBroker, refused: set[str], *, permanent: bool) -> None:
         self.inner = inner
+        self.system = inner.system
         self.refused = refused
         self.permanent = permanent
         self.attempts: list[str] = []
@@ -51,6 +52,8 @@ class RefusingBroker:
 
 
 class DownBroker:
+    system = "test"
+
     async def publish(
         self,
         messages: Sequence[tuple[str, CloudEvent]],  # noqa: ARG002
