@@ -24,7 +24,8 @@ from orders.events import order_events
 from orders.main import create_app
 from orders.settings import OrdersSettings
 from orders.unit_of_work import OrdersUnitOfWork
-from tests.support import RedisServer, connect, drop_database, serve_in_process
+from tests.brokers import BrokerHarness, NatsHarness, RedisHarness
+from tests.support import NatsServer, RedisServer, connect, drop_database, serve_in_process
 
 type NewPublisher = Callable[..., OutboxPublisher]
 TABLES = tuple(Base.metadata.tables)
@@ -40,16 +41,32 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="session")
-def settings(redis_server: RedisServer) -> OrdersSettings:
-    """A database of this run's own on the configured server, and this run's Redis."""
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A NATS JetStream of this run's own."""
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(redis_server: RedisServer, nats_server: NatsServer) -> OrdersSettings:
+    """A database of this run's own on the configured server, this run's Redis and NATS."""
     name = f"orders_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     base = OrdersSettings(environment=Environment.TEST)
     database = base.database.model_copy(update={"name": name, "pool_size": 5})
     redis = base.redis.model_copy(update={"url": SecretStr(redis_server.url)})
     outbox = base.outbox.model_copy(update={"metrics_port": 0})
     consumer = base.consumer.model_copy(update={"metrics_port": 0})
+    broker = base.broker.model_copy(update={"nats_url": SecretStr(nats_server.url)})
     return base.model_copy(
-        update={"database": database, "redis": redis, "outbox": outbox, "consumer": consumer}
+        update={
+            "database": database,
+            "redis": redis,
+            "outbox": outbox,
+            "consumer": consumer,
+            "broker": broker,
+        }
     )
 
 
@@ -71,6 +88,20 @@ async def database(migrated: OrdersSettings) -> AsyncIterator[OrdersSettings]:
         await connection.close()
     async with Redis.from_url(migrated.redis.url.get_secret_value()) as redis:
         await redis.flushall()
+
+
+@pytest.fixture(params=["redis", "nats"])
+async def broker(
+    request: pytest.FixtureRequest, database: OrdersSettings, nats_server: NatsServer
+) -> AsyncIterator[BrokerHarness]:
+    """Each broker in turn: the tests taking it are the contract every adapter passes."""
+    harness: BrokerHarness = (
+        RedisHarness(database)
+        if request.param == "redis"
+        else NatsHarness(database, nats_server.url)
+    )
+    yield harness
+    await harness.close()
 
 
 @pytest.fixture

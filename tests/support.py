@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -162,6 +163,52 @@ class RedisServer:
         raise TimeoutError(f"redis on {self.port} did not {'start' if up else 'stop'}")
 
 
+class NatsServer:
+    """A throwaway nats-server with JetStream on a free port; its store outlives a restart."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        self._process = subprocess.Popen(
+            [
+                binary,
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.directory / "store"),
+                "-l",
+                str(self.directory / "nats.log"),
+            ]
+        )
+        deadline = time.monotonic() + 10
+        while not self._answers():
+            assert self._process.poll() is None, "nats-server exited"
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nats on {self.port} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                return sock.recv(4).startswith(b"INFO")
+        except OSError:
+            return False
+
+
 def service_env(settings: OrdersSettings, **overrides: str) -> dict[str, str]:
     """The environment for an `orders` process using the test database and Redis."""
     return {
@@ -169,6 +216,8 @@ def service_env(settings: OrdersSettings, **overrides: str) -> dict[str, str]:
         "ORDERS_ENVIRONMENT": "test",
         "ORDERS_DATABASE__NAME": settings.database.name,
         "ORDERS_REDIS__URL": settings.redis.url.get_secret_value(),
+        "ORDERS_BROKER__KIND": settings.broker.kind,
+        "ORDERS_BROKER__NATS_URL": settings.broker.nats_url.get_secret_value(),
         "ORDERS_OUTBOX__METRICS_PORT": "0",
         "ORDERS_CONSUMER__METRICS_PORT": "0",
         **overrides,

@@ -8,11 +8,14 @@ from typing import Any
 from fastapi.routing import iter_route_contexts
 
 import reference
+from core.consumer import dead_letter_stream as dead_letter_stream_on_redis
 from core.database import Base
+from core.jetstream import dead_letter_stream, dead_letter_subject, exhausted_stream, stream_for
 from orders.cli import _parser
 from orders.consumers.payments import PAYMENT_EVENTS
 from orders.events import order_events
 from orders.main import create_app
+from orders.settings import OrdersSettings
 
 M2M = Path("m2m")
 
@@ -64,3 +67,18 @@ def test_the_commands_exist() -> None:
     subcommands = set(re.findall(r"^    ([a-z-]+) ", _parser().format_help(), flags=re.MULTILINE))
     for process in service["processes"]:
         assert process["command"].split()[1] in subcommands, process
+
+
+def test_the_nats_names_are_those_the_adapter_uses() -> None:
+    rows = {row["stream"]: row for row in load("streams.json")}
+    for topic in ("orders", "payments"):
+        assert rows[topic]["on_nats"]["subject"] == topic
+        assert rows[topic]["on_nats"]["stream"] == stream_for(topic)
+    letters = rows[dead_letter_stream_on_redis("payments")]["on_nats"]
+    assert letters == {
+        "subject": dead_letter_subject("payments"),
+        "stream": dead_letter_stream("payments"),
+    }
+    group = OrdersSettings(_env_file=None).consumer.group
+    assert rows["payments"]["on_nats"]["durable_consumer"] == group
+    assert exhausted_stream("payments", group) in rows

@@ -12,10 +12,9 @@
 
 import asyncio
 import contextlib
-import datetime as dt
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,26 +22,20 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from core.errors import ConcurrentUpdateError, DomainError
 from core.events import CloudEvent
+from core.handling import Handler, Outcome, PermanentError, Verdict, apply, record_finished
 from core.metrics import ConsumerMetrics
 from core.settings import ConsumerSettings
-from core.tracing import consuming
-from core.unit_of_work import DuplicateEventError
 
 log = structlog.get_logger(__name__)
+__all__ = ["Delivery", "Handler", "PermanentError", "StreamConsumer", "dead_letter_stream"]
 
-Handler = Callable[[CloudEvent], Awaitable[None]]
 _Entries = list[tuple[bytes, dict[bytes, bytes] | None]]
 _ReadReply = list[tuple[bytes, _Entries]] | None
 DEAD_LETTER_SUFFIX = ":dead-letter"
 RECLAIM_INTERVAL_SECONDS = 0.25
 LEASE_MARGIN_SECONDS = 5.0
 GAUGE_INTERVAL_SECONDS = 5.0
-
-
-class PermanentError(Exception):
-    """Retrying will not help: the message goes to the dead-letter stream at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,61 +187,31 @@ class StreamConsumer:
             await self._redis.delete(self._lease_key(event))
             await self._dead_letter(delivery, "attempts exhausted", attempts=attempt - 1)
             return
-        started = time.perf_counter()
-        carrier = {"traceparent": event.traceparent, "tracestate": event.tracestate}
-        try:
-            with consuming(
-                f"process {delivery.stream}",
-                carrier,
-                **{"messaging.system": "redis", "messaging.message.id": event.id},
-            ):
-                await self._run(handler, delivery, event, attempt)
-        finally:
-            elapsed = time.perf_counter() - started
-            self.metrics.process_seconds.labels(delivery.stream).observe(elapsed)
-
-    async def _run(
-        self, handler: Handler, delivery: Delivery, event: CloudEvent, attempt: int
-    ) -> None:
-        bound = log.bind(
-            event_id=event.id,
-            type=event.type,
+        outcome = await apply(
+            handler,
+            event,
             stream=delivery.stream,
             attempt=attempt,
-            partitionkey=event.partitionkey,
+            last_attempt=attempt > self._settings.max_retries,
+            system="redis",
+            timeout_seconds=self._settings.handler_timeout_seconds,
+            metrics=self.metrics,
         )
-        try:
-            async with asyncio.timeout(self._settings.handler_timeout_seconds):
-                await handler(event)
-        except DuplicateEventError:
-            await self._finish(delivery, event, "duplicate")
-        except (PermanentError, DomainError, ValueError) as error:
-            if isinstance(error, ConcurrentUpdateError):  # a lost race: the retry may win
-                await self._retry(delivery, event, attempt, error, bound)
-                return
-            await self._redis.delete(self._lease_key(event))
-            bound.warning("consumer.message_rejected", error=str(error))
-            await self._dead_letter(delivery, f"rejected: {error}", attempts=attempt)
-        except Exception as error:  # noqa: BLE001 - any other failure is retried
-            await self._retry(delivery, event, attempt, error, bound)
-        else:
-            await self._finish(delivery, event, "ok")
-            bound.info("consumer.message_processed")
+        await self._settle(delivery, event, outcome, attempt)
 
-    async def _retry(
-        self,
-        delivery: Delivery,
-        event: CloudEvent,
-        attempt: int,
-        error: Exception,
-        bound: structlog.stdlib.BoundLogger,
+    async def _settle(
+        self, delivery: Delivery, event: CloudEvent, outcome: Outcome, attempt: int
     ) -> None:
+        if outcome.verdict in {Verdict.DONE, Verdict.DUPLICATE}:
+            await self._finish(delivery, event, outcome.verdict.value)
+            return
         await self._redis.delete(self._lease_key(event))
+        if outcome.verdict is Verdict.REJECTED:
+            await self._dead_letter(delivery, f"rejected: {outcome.error}", attempts=attempt)
+            return
         if attempt > self._settings.max_retries:
-            bound.error("consumer.retries_exhausted", error=repr(error))
-            await self._dead_letter(delivery, f"failed: {error!r}", attempts=attempt)
+            await self._dead_letter(delivery, f"failed: {outcome.error!r}", attempts=attempt)
         else:
-            bound.warning("consumer.message_failed", error=repr(error))
             self.metrics.messages.labels(delivery.stream, "retry").inc()
 
     def _lease_key(self, event: CloudEvent) -> str:
@@ -274,10 +237,7 @@ class StreamConsumer:
             pipeline.xack(delivery.stream, self.group, delivery.entry_id)
             pipeline.hdel(self._attempts_key(delivery.stream), delivery.entry_id)
             await pipeline.execute()
-        self.metrics.messages.labels(delivery.stream, result).inc()
-        lag = _lag_seconds(event.time)
-        if lag is not None:
-            self.metrics.end_to_end_seconds.labels(delivery.stream).observe(lag)
+        record_finished(self.metrics, delivery.stream, event, result)
 
     async def _ack(self, delivery: Delivery, result: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipeline:
@@ -313,11 +273,3 @@ class StreamConsumer:
 
 def _decode(fields: Mapping[bytes, bytes]) -> dict[str, str]:
     return {key.decode(): value.decode() for key, value in fields.items()}
-
-
-def _lag_seconds(event_time: str) -> float | None:
-    try:
-        moment = dt.datetime.fromisoformat(event_time)
-        return max(0.0, (dt.datetime.now(dt.UTC) - moment).total_seconds())
-    except (ValueError, TypeError):  # a foreign clock format never costs the message
-        return None

@@ -1,6 +1,6 @@
-"""Operator commands for the consumer's dead-letter streams: list, show and replay."""
+"""Operator commands for the consumer's dead letters: list, show and replay, on any broker."""
 
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
@@ -8,6 +8,35 @@ from core.consumer import dead_letter_stream
 
 _Entries = list[tuple[bytes, dict[bytes, bytes]]]
 _DEAD_LETTER_FIELDS = ("dlq_reason", "dlq_attempts", "dlq_stream", "dlq_entry_id", "dlq_group")
+
+
+class DeadLetters(Protocol):
+    """Each dead letter: `entry_id`, the event's attributes and `data`, and `dlq_*` fields
+    saying why it died (`dlq_reason`, `dlq_attempts`, `dlq_stream`, `dlq_entry_id`)."""
+
+    async def entries(self, stream: str, count: int = 100) -> list[dict[str, str]]: ...
+
+    async def entry(self, stream: str, entry_id: str) -> dict[str, str] | None: ...
+
+    async def replay(self, stream: str, entry_id: str) -> str | None:
+        """Publish the event again, same id, and drop the dead letter; the new entry's id."""
+        ...
+
+
+class RedisDeadLetters:
+    """The `<stream>:dead-letter` streams."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def entries(self, stream: str, count: int = 100) -> list[dict[str, str]]:
+        return await list_dead_letters(self._redis, stream, count)
+
+    async def entry(self, stream: str, entry_id: str) -> dict[str, str] | None:
+        return await show_dead_letter(self._redis, stream, entry_id)
+
+    async def replay(self, stream: str, entry_id: str) -> str | None:
+        return await replay_dead_letter(self._redis, stream, entry_id)
 
 
 def _decode(fields: dict[Any, Any]) -> dict[str, str]:

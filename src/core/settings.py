@@ -261,6 +261,22 @@ class ConsumerSettings(BaseModel):
     metrics_port: Annotated[int, Field(ge=0, le=65535, description="0 disables it.")] = 9102
 
 
+class BrokerSettings(BaseModel):
+    """Which broker carries events: the publisher and the consumer both follow `kind`."""
+
+    kind: Annotated[
+        Literal["redis", "nats"],
+        Field(description="redis: Redis Streams (ORDERS_REDIS__URL); nats: NATS JetStream."),
+    ] = "redis"
+    nats_url: SecretStr = Field(
+        SecretStr("nats://127.0.0.1:4222"), description="With user and password inside, if any."
+    )
+    nats_duplicate_window_seconds: Annotated[
+        float,
+        Field(gt=0, description="JetStream drops an event id seen again within it (our streams)."),
+    ] = 120.0
+
+
 class CoreSettings(BaseSettings):
     """Every value comes from the environment (or .env), nested groups joined with `__`."""
 
@@ -289,6 +305,7 @@ class CoreSettings(BaseSettings):
     events: EventsSettings = EventsSettings()
     outbox: OutboxSettings = OutboxSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    broker: BrokerSettings = BrokerSettings()
     http: HttpSettings = HttpSettings()
     http_client: HttpClientSettings = HttpClientSettings()
     auth: AuthSettings = AuthSettings()

@@ -16,10 +16,9 @@ import structlog
 import uvicorn
 from alembic import command
 from alembic.config import Config
-from redis.asyncio import Redis
 
+from core.brokers import open_dead_letters
 from core.database import build_engine, ensure_database
-from core.dead_letters import list_dead_letters, replay_dead_letter, show_dead_letter
 from core.logging import configure_logging
 from core.metrics import MULTIPROCESS_DIR
 from core.outbox.dead import (
@@ -102,16 +101,13 @@ async def dead_events(settings: OrdersSettings, action: str, event_id: str | Non
 async def dead_letters(
     settings: OrdersSettings, action: str, entry_id: str | None, stream: str
 ) -> Any:
-    redis = Redis.from_url(settings.redis.url.get_secret_value())
-    try:
+    async with open_dead_letters(settings) as letters:
         if action == "list":
-            return await list_dead_letters(redis, stream)
+            return await letters.entries(stream)
         if action == "show":
-            return await show_dead_letter(redis, stream, _required(entry_id))
-        new_id = await replay_dead_letter(redis, stream, _required(entry_id))
+            return await letters.entry(stream, _required(entry_id))
+        new_id = await letters.replay(stream, _required(entry_id))
         return {"entry_id": entry_id, "replayed_as": new_id}
-    finally:
-        await redis.aclose()
 
 
 def development_token(

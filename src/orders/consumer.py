@@ -7,12 +7,11 @@ import socket
 import structlog
 from prometheus_client import CollectorRegistry
 
-from core.consumer import StreamConsumer
+from core.brokers import open_consumer
 from core.database import build_engine, build_session_factory
 from core.metrics import ConsumerMetrics
 from core.outbox.writer import OutboxWriter
 from core.process import serve_metrics, stop_on_signals
-from core.resources import build_redis
 from core.tracing import configure_tracing
 from orders.consumers.payments import PaymentHandlers
 from orders.events import order_events
@@ -26,24 +25,27 @@ async def run_consumer(settings: OrdersSettings, stop: asyncio.Event | None = No
     registry = CollectorRegistry()
     configure_tracing(settings)
     engine = build_engine(settings.database)
-    redis = build_redis(settings.redis, blocking_ms=settings.consumer.block_ms)
     outbox = OutboxWriter(order_events(settings.events.type_prefix), settings.events)
     handlers = PaymentHandlers(build_session_factory(engine), outbox, settings.consumer.group)
-    consumer = StreamConsumer(
-        redis,
-        [settings.payments_stream],
-        handlers.by_type(),
-        settings.consumer,
-        ConsumerMetrics(registry),
-        name=f"{socket.gethostname()}-{os.getpid()}",
-    )
-    log.info("consumer.started", consumer=consumer.name, streams=[settings.payments_stream])
+    streams = [settings.payments_stream]
     try:
-        with (
-            stop_on_signals(stop),
-            serve_metrics(registry, settings.server.host, settings.consumer.metrics_port),
-        ):
-            await consumer.run(stop)
+        async with open_consumer(
+            settings,
+            streams,
+            handlers.by_type(),
+            ConsumerMetrics(registry),
+            name=f"{socket.gethostname()}-{os.getpid()}",
+        ) as consumer:
+            log.info(
+                "consumer.started",
+                consumer=consumer.name,
+                streams=streams,
+                broker=settings.broker.kind,
+            )
+            with (
+                stop_on_signals(stop),
+                serve_metrics(registry, settings.server.host, settings.consumer.metrics_port),
+            ):
+                await consumer.run(stop)
     finally:
-        await redis.aclose()
         await engine.dispose()

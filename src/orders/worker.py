@@ -1,4 +1,5 @@
-"""The outbox publisher process (`orders publish`): delivers committed events to Redis Streams."""
+"""The outbox publisher process (`orders publish`): delivers committed events to the broker
+`ORDERS_BROKER__KIND` names (Redis Streams or NATS JetStream)."""
 
 import asyncio
 import contextlib
@@ -6,14 +7,13 @@ import contextlib
 import structlog
 from prometheus_client import CollectorRegistry
 
+from core.brokers import build_broker
 from core.database import build_engine
 from core.idempotency import purge_periodically
 from core.metrics import OutboxMetrics
-from core.outbox.broker import RedisStreamsBroker
 from core.outbox.publisher import OutboxPublisher
 from core.outbox.writer import NOTIFY_CHANNEL
 from core.process import listen_for_wakeups, serve_metrics, stop_on_signals
-from core.resources import build_redis
 from core.tracing import configure_tracing
 from orders.settings import OrdersSettings
 
@@ -25,12 +25,7 @@ async def run_publisher(settings: OrdersSettings, stop: asyncio.Event | None = N
     registry = CollectorRegistry()
     configure_tracing(settings)
     engine = build_engine(settings.database)
-    redis = build_redis(settings.redis)
-    broker = RedisStreamsBroker(
-        redis,
-        maxlen=settings.outbox.stream_maxlen,
-        timeout_seconds=settings.outbox.publish_timeout_seconds,
-    )
+    broker = build_broker(settings)
     publisher = OutboxPublisher(engine, broker, settings.outbox, OutboxMetrics(registry))
     listener = None
     if settings.events.notify:
@@ -41,7 +36,11 @@ async def run_publisher(settings: OrdersSettings, stop: asyncio.Event | None = N
     purger = asyncio.create_task(
         purge_periodically(engine, settings.idempotency.purge_interval_seconds, stop)
     )
-    log.info("outbox.publisher_started", batch_size=settings.outbox.batch_size)
+    log.info(
+        "outbox.publisher_started",
+        batch_size=settings.outbox.batch_size,
+        broker=settings.broker.kind,
+    )
     try:
         with (
             stop_on_signals(stop),

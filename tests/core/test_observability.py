@@ -9,21 +9,17 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.consumer import StreamConsumer
 from core.database import build_session_factory
 from core.events import CloudEvent
-from core.metrics import ConsumerMetrics
 from core.outbox.writer import OutboxWriter
 from core.tracing import configure_tracing
 from orders.consumers.payments import PaymentHandlers
 from orders.main import create_app
 from orders.settings import OrdersSettings
+from tests.brokers import BrokerHarness
 from tests.conftest import NewPublisher
-from tests.core.outbox.conftest import read_stream
 from tests.support import order_payload, serve_in_process
 
 BASE_FIELDS = {
@@ -42,17 +38,16 @@ def spans(settings: OrdersSettings) -> Iterator[InMemorySpanExporter]:
 
 
 async def follow_one_order(
-    database: OrdersSettings,
+    broker: BrokerHarness,
     engine: AsyncEngine,
-    redis: Redis,
     new_publisher: NewPublisher,
     outbox: OutboxWriter,
 ) -> tuple[str, str]:
     """Place an order over HTTP, publish its event, pay for it, consume the payment."""
-    async with serve_in_process(create_app(database)) as client:
+    async with serve_in_process(create_app(broker.settings)) as client:
         response = await client.post("/v1/orders", json=order_payload())
-    await new_publisher().publish_batch()
-    [placed] = await read_stream(redis)
+    await new_publisher(broker.adapter()).publish_batch()
+    [placed] = await broker.read("orders")
     payment = CloudEvent(  # the payments service continues the trace it was handed
         id="payment-1",
         source="/services/payments",
@@ -69,33 +64,25 @@ async def follow_one_order(
         sequence="00000000000000000001",
         traceparent=placed["traceparent"],
     )
-    await redis.xadd("payments", payment.to_fields())  # type: ignore[arg-type]
+    await broker.publish("payments", payment)
     handlers = PaymentHandlers(build_session_factory(engine), outbox, "orders")
-    options = database.consumer.model_copy(update={"block_ms": 50})
-    consumer = StreamConsumer(
-        redis,
-        ["payments"],
-        handlers.by_type(),
-        options,
-        ConsumerMetrics(CollectorRegistry()),
-        name="c1",
-    )
+    options = broker.settings.consumer.model_copy(update={"block_ms": 50})
+    consumer = broker.consumer("payments", handlers.by_type(), options, "c1")
     await consumer.ensure_groups()
     await consumer.read_once()
     return response.headers["x-request-id"], placed["traceparent"].split("-")[1]
 
 
-async def test_logs_of_request_and_consumer_share_the_trace(  # noqa: PLR0913, PLR0917
-    database: OrdersSettings,
+async def test_logs_of_request_and_consumer_share_the_trace(
+    broker: BrokerHarness,
     engine: AsyncEngine,
-    redis: Redis,
     new_publisher: NewPublisher,
     outbox: OutboxWriter,
     spans: InMemorySpanExporter,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     capsys.readouterr()
-    request_id, trace_id = await follow_one_order(database, engine, redis, new_publisher, outbox)
+    request_id, trace_id = await follow_one_order(broker, engine, new_publisher, outbox)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
     assert lines, "nothing was logged"
@@ -114,14 +101,13 @@ async def test_logs_of_request_and_consumer_share_the_trace(  # noqa: PLR0913, P
 
 
 async def test_one_trace_holds_the_request_the_database_and_the_consumer(
-    database: OrdersSettings,
+    broker: BrokerHarness,
     engine: AsyncEngine,
-    redis: Redis,
     new_publisher: NewPublisher,
     outbox: OutboxWriter,
     spans: InMemorySpanExporter,
 ) -> None:
-    _, trace_id = await follow_one_order(database, engine, redis, new_publisher, outbox)
+    _, trace_id = await follow_one_order(broker, engine, new_publisher, outbox)
     finished: tuple[ReadableSpan, ...] = spans.get_finished_spans()
     in_trace = [s for s in finished if format(s.context.trace_id, "032x") == trace_id]
     kinds = {(s.kind, s.name) for s in in_trace}
@@ -132,4 +118,5 @@ async def test_one_trace_holds_the_request_the_database_and_the_consumer(
     # The publisher sends many requests' events in one batch: its span links to each trace.
     [publish] = [s for s in finished if s.kind is SpanKind.PRODUCER]
     assert publish.name == "publish orders"
+    assert (publish.attributes or {})["messaging.system"] == broker.kind
     assert [format(link.context.trace_id, "032x") for link in publish.links] == [trace_id]

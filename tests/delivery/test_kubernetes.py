@@ -249,6 +249,12 @@ def test_no_secret_value_ships_and_the_secret_is_referenced_by_name(overlay: str
         assert references == {
             "ORDERS_DATABASE__PASSWORD": {"name": "orders-secrets", "key": "database-password"},
             "ORDERS_REDIS__URL": {"name": "orders-secrets", "key": "redis-url"},
+            # Needed only with the NATS broker: the key may be missing.
+            "ORDERS_BROKER__NATS_URL": {
+                "name": "orders-secrets",
+                "key": "nats-url",
+                "optional": True,
+            },
         }
 
 

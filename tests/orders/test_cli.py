@@ -6,13 +6,15 @@ import uuid
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.consumer import dead_letter_stream
+from core.errors import ConflictError
+from core.events import CloudEvent
 from orders.cli import main
 from orders.settings import OrdersSettings
+from tests.brokers import BrokerHarness
+from tests.core.brokers.conftest import TYPE, event, run_for
 from tests.core.outbox.conftest import insert_events
 
 
@@ -57,16 +59,33 @@ async def test_dead_events_are_listed_shown_and_replayed(
     assert (await answer(capsys, "dead-events", "discard", str(uuid.uuid4())))["discard"] is False
 
 
-async def test_dead_letters_are_listed_shown_and_replayed(
-    redis: Redis, environment: None, capsys: pytest.CaptureFixture[str]
+async def test_dead_letters_are_listed_shown_and_replayed_on_either_broker(
+    broker: BrokerHarness,
+    environment: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    await redis.xadd(dead_letter_stream("payments"), {"id": "evt-9", "dlq_reason": "rejected"})
+    monkeypatch.setenv("ORDERS_BROKER__KIND", broker.kind)
+    monkeypatch.setenv(
+        "ORDERS_BROKER__NATS_URL", broker.settings.broker.nats_url.get_secret_value()
+    )
+
+    async def reject(_: CloudEvent) -> None:
+        raise ConflictError("order is cancelled")
+
+    options = broker.settings.consumer.model_copy(update={"block_ms": 50})
+    consumer = broker.consumer("payments", {TYPE: reject}, options, "c1")
+    await consumer.ensure_groups()
+    await broker.publish("payments", event("evt-9"))
+    await run_for([consumer], 0.5)
+
     [letter] = await answer(capsys, "dead-letters", "list")
-    assert (letter["id"], letter["dlq_reason"]) == ("evt-9", "rejected")
+    assert (letter["id"], letter["dlq_reason"]) == ("evt-9", "rejected: order is cancelled")
     assert (await answer(capsys, "dead-letters", "show", letter["entry_id"]))["id"] == "evt-9"
     replayed = await answer(capsys, "dead-letters", "replay", letter["entry_id"])
     assert replayed["replayed_as"] is not None
     assert await answer(capsys, "dead-letters", "list") == []
+    assert [message["id"] for message in await broker.read("payments")] == ["evt-9", "evt-9"]
 
 
 def test_an_action_on_one_item_needs_its_id(environment: None) -> None:

@@ -28,6 +28,8 @@ class BrokerUnavailableError(Exception):
 
 
 class MessageBroker(Protocol):
+    system: str  # OpenTelemetry's `messaging.system`: redis, nats, kafka ...
+
     async def publish(
         self, messages: Sequence[tuple[str, CloudEvent]]
     ) -> list[PublishError | None]:
@@ -49,6 +51,8 @@ _PERMANENT_CONDITIONS = ("WRONGTYPE",)
 
 class RedisStreamsBroker:
     """One stream per topic; CloudEvents attributes become entry fields."""
+
+    system = "redis"
 
     def __init__(self, redis: Redis, *, maxlen: int, timeout_seconds: float) -> None:
         self._redis = redis

@@ -178,7 +178,10 @@ class OutboxPublisher:
             f"publish {','.join(topics)}",
             kind=SpanKind.PRODUCER,
             links=links_to(carriers),
-            attributes={"messaging.system": "redis", "messaging.batch.message_count": len(rows)},
+            attributes={
+                "messaging.system": self._broker.system,
+                "messaging.batch.message_count": len(rows),
+            },
         ):
             return await self._publish_rounds(runs)
 

@@ -7,8 +7,8 @@ from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.consumer import Handler
 from core.events import CloudEvent, EventPayload, EventRegistry
+from core.handling import Handler
 from core.outbox.writer import OutboxWriter
 from core.unit_of_work import InboxEntry
 from orders.services.orders import OrderService

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from cloudevents.v1.http import CloudEvent, from_json
 from redis.asyncio import Redis
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.outbox.tables import OutboxEvent
@@ -33,6 +33,12 @@ async def insert_events(engine: AsyncEngine, keys: Iterable[tuple[str, int]]) ->
     async with engine.begin() as connection:
         await connection.execute(insert(OutboxEvent), rows)
     return [str(row["event_id"]) for row in rows]
+
+
+async def pending(engine: AsyncEngine) -> int:
+    """Events still in the outbox."""
+    async with engine.connect() as connection:
+        return await connection.scalar(select(func.count()).select_from(OutboxEvent)) or 0
 
 
 async def read_stream(redis: Redis, stream: str = TOPIC) -> list[dict[str, str]]:

@@ -1,4 +1,5 @@
-"""Payments close the loop: the consumer process confirms or cancels orders, exactly once."""
+"""Payments close the loop: the consumer process confirms or cancels orders, exactly once,
+on each broker."""
 
 import asyncio
 import signal
@@ -7,28 +8,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.consumer import dead_letter_stream
-from core.dead_letters import list_dead_letters
 from core.events import CloudEvent
 from core.outbox.tables import InboxEvent, OutboxEvent
 from orders.consumer import run_consumer
-from orders.settings import OrdersSettings
+from tests.brokers import BrokerHarness
 from tests.support import order_payload, start_command
 
 type Pay = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
-async def consumer(database: OrdersSettings) -> AsyncIterator[None]:
+async def consumer(broker: BrokerHarness) -> AsyncIterator[None]:
     """The real consumer, as `orders consume` wires it, running in the background."""
-    options = database.consumer.model_copy(update={"block_ms": 50, "retry_base_seconds": 0.1})
+    settings = broker.settings
+    options = settings.consumer.model_copy(update={"block_ms": 50, "retry_base_seconds": 0.1})
     stop = asyncio.Event()
     task = asyncio.create_task(
-        run_consumer(database.model_copy(update={"consumer": options}), stop)
+        run_consumer(settings.model_copy(update={"consumer": options}), stop)
     )
     yield
     stop.set()
@@ -36,8 +35,8 @@ async def consumer(database: OrdersSettings) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-def pay(redis: Redis) -> Pay:
-    """Plays the payments service: appends one of its events to the payments stream."""
+def pay(broker: BrokerHarness) -> Pay:
+    """Plays the payments service: publishes one of its events to the payments topic."""
 
     async def publish(kind: str, order_id: str, event_id: str | None = None, **data: object) -> str:
         event_id = event_id or str(uuid.uuid4())
@@ -54,7 +53,7 @@ def pay(redis: Redis) -> Pay:
             partitionkey=str(body["payment_id"]),
             sequence="00000000000000000001",
         )
-        await redis.xadd("payments", event.to_fields())  # type: ignore[arg-type]
+        await broker.publish("payments", event)
         return event_id
 
     return publish
@@ -82,8 +81,12 @@ async def status_of(client: httpx.AsyncClient, order_id: str) -> str:
     return str((await client.get(f"/v1/orders/{order_id}")).json()["status"])
 
 
+async def dead_letters(broker: BrokerHarness) -> list[dict[str, str]]:
+    return await broker.dead_letters().entries("payments")
+
+
 async def test_a_successful_payment_confirms_the_order_once(
-    client: httpx.AsyncClient, engine: AsyncEngine, redis: Redis, pay: Pay, consumer: None
+    client: httpx.AsyncClient, engine: AsyncEngine, broker: BrokerHarness, pay: Pay, consumer: None
 ) -> None:
     order_id = (await client.post("/v1/orders", json=order_payload())).json()["id"]
     event_id = await pay("succeeded", order_id)
@@ -101,7 +104,7 @@ async def test_a_successful_payment_confirms_the_order_once(
         "orders.order.confirmed.v1",
     ]
     # The copy was recognised as a duplicate, not rejected by the order's rules.
-    assert await redis.xlen(dead_letter_stream("payments")) == 0
+    assert await dead_letters(broker) == []
     async with engine.connect() as connection:
         assert await connection.scalar(select(func.count()).select_from(InboxEvent)) == 1
 
@@ -124,39 +127,39 @@ async def test_a_failed_payment_cancels_the_order(
 
 
 async def test_a_payment_for_a_cancelled_order_is_dead_lettered(
-    client: httpx.AsyncClient, redis: Redis, pay: Pay, consumer: None
+    client: httpx.AsyncClient, broker: BrokerHarness, pay: Pay, consumer: None
 ) -> None:
     order_id = (await client.post("/v1/orders", json=order_payload())).json()["id"]
     await client.post(f"/v1/orders/{order_id}/cancel")
     await pay("succeeded", order_id)
 
     async def dead_lettered() -> bool:
-        return await redis.xlen(dead_letter_stream("payments")) == 1
+        return len(await dead_letters(broker)) == 1
 
     await eventually(dead_lettered)
-    [letter] = await list_dead_letters(redis, "payments")
+    [letter] = await dead_letters(broker)
     assert letter["dlq_reason"] == f"rejected: order {order_id} is cancelled; cannot confirm it"
     assert await status_of(client, order_id) == "cancelled"
 
 
 async def test_a_payment_event_breaking_its_schema_is_dead_lettered(
-    redis: Redis, pay: Pay, consumer: None
+    broker: BrokerHarness, pay: Pay, consumer: None
 ) -> None:
     await pay("failed", "not-a-uuid", reason="card declined")
 
     async def dead_lettered() -> bool:
-        return await redis.xlen(dead_letter_stream("payments")) == 1
+        return len(await dead_letters(broker)) == 1
 
     await eventually(dead_lettered)
-    [letter] = await list_dead_letters(redis, "payments")
+    [letter] = await dead_letters(broker)
     assert letter["dlq_reason"].startswith("rejected: 1 validation error for PaymentFailed")
 
 
 async def test_the_consumer_process_confirms_and_stops_cleanly(
-    client: httpx.AsyncClient, database: OrdersSettings, pay: Pay
+    client: httpx.AsyncClient, broker: BrokerHarness, pay: Pay
 ) -> None:
     order_id = (await client.post("/v1/orders", json=order_payload())).json()["id"]
-    process = start_command(database, "consume", ORDERS_CONSUMER__BLOCK_MS="100")
+    process = start_command(broker.settings, "consume", ORDERS_CONSUMER__BLOCK_MS="100")
     try:
         await pay("succeeded", order_id)
 
@@ -169,3 +172,4 @@ async def test_the_consumer_process_confirms_and_stops_cleanly(
         output, _ = process.communicate(timeout=20)
     assert process.returncode == 0, output.decode()
     assert b'"event": "consumer.message_processed"' in output
+    assert f'"broker": "{broker.kind}"'.encode() in output

@@ -1,0 +1,76 @@
+"""Fixtures for the broker suite: consumers on the broker under test, and events to feed them."""
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.database import build_session_factory
+from core.events import CloudEvent
+from core.handling import Consumer, Handler
+from core.outbox.writer import OutboxWriter
+from core.unit_of_work import InboxEntry, UnitOfWork
+from orders.settings import OrdersSettings
+from tests.brokers import BrokerHarness
+
+STREAM = "payments"
+TYPE = "payments.payment.succeeded.v1"
+GROUP = "orders"
+type NewConsumer = Callable[..., Consumer]
+
+
+def event(event_id: str = "evt-1", **data: Any) -> CloudEvent:
+    return CloudEvent(
+        id=event_id,
+        source="/services/payments",
+        type=TYPE,
+        subject=f"payment/{event_id}",
+        time="2026-11-21T10:00:00Z",
+        data=data or {"n": 1},
+        partitionkey=event_id,
+        sequence="00000000000000000001",
+    )
+
+
+@pytest.fixture
+def new_consumer(broker: BrokerHarness, settings: OrdersSettings) -> NewConsumer:
+    def build(handler: Handler, name: str = "c1", **overrides: Any) -> Consumer:
+        options = settings.consumer.model_copy(update={"block_ms": 50, **overrides})
+        return broker.consumer(STREAM, {TYPE: handler}, options, name)
+
+    return build
+
+
+async def run_for(consumers: Sequence[Consumer], seconds: float) -> None:
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.gather(*tasks)
+
+
+def recorder() -> tuple[list[CloudEvent], Handler]:
+    seen: list[CloudEvent] = []
+
+    async def handle(item: CloudEvent) -> None:
+        seen.append(item)
+
+    return seen, handle
+
+
+def applied_once(
+    engine: AsyncEngine, outbox: OutboxWriter, hold_seconds: float = 0.0
+) -> tuple[list[str], Handler]:
+    """A handler whose effect commits with its inbox row, and the events it took effect for."""
+    sessions = build_session_factory(engine)
+    effects: list[str] = []
+
+    async def apply_once(item: CloudEvent) -> None:
+        async with UnitOfWork(sessions, outbox, InboxEntry(GROUP, item.source, item.id)) as uow:
+            await asyncio.sleep(hold_seconds)
+            await uow.commit()
+        effects.append(item.id)
+
+    return effects, apply_once

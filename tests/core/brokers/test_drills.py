@@ -1,0 +1,211 @@
+"""Reliability drills with real publisher processes, on each broker: shutdown, several
+replicas, kill -9, and a broker outage while the API keeps taking orders."""
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.database import build_session_factory
+from core.events import CloudEvent
+from core.outbox.writer import OutboxWriter
+from core.unit_of_work import InboxEntry, UnitOfWork
+from orders.events import order_events
+from orders.main import create_app
+from orders.worker import run_publisher
+from tests.brokers import BrokerHarness
+from tests.core.outbox.conftest import (
+    TOPIC,
+    insert_events,
+    pending,
+    strictly_parsed,
+    versions_by_aggregate,
+)
+from tests.support import free_port, order_payload, serve_in_process, start_command
+
+
+async def wait_until_drained(engine: AsyncEngine, seconds: float = 300) -> None:
+    """A bound for a loaded two-core machine with coverage on, not a speed goal."""
+    deadline = time.monotonic() + seconds
+    while await pending(engine):
+        assert time.monotonic() < deadline, "the outbox was not drained"
+        await asyncio.sleep(0.1)
+
+
+def stop(*processes: subprocess.Popen[bytes]) -> bytes:
+    """SIGTERM to all, then each must finish its batch and exit 0; none is left running."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=60)[0])
+        except subprocess.TimeoutExpired:
+            process.kill()
+            outputs.append(process.communicate()[0])
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output.decode()
+    return b"".join(outputs)
+
+
+async def test_the_publisher_process_delivers_reports_and_stops_cleanly(
+    engine: AsyncEngine, broker: BrokerHarness
+) -> None:
+    ids = await insert_events(engine, [("a", 1), ("a", 2), ("b", 1)])
+    port = free_port()
+    process = start_command(broker.settings, "publish", ORDERS_OUTBOX__METRICS_PORT=str(port))
+    try:
+        await wait_until_drained(engine)
+        entries = await broker.read(TOPIC)
+        assert sorted(e["id"] for e in entries) == sorted(ids)
+        assert all(strictly_parsed(entry)["source"] == "/services/orders" for entry in entries)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        assert "outbox_published_events_total 3.0" in metrics
+    finally:
+        output = stop(process)
+    assert f'"broker": "{broker.kind}"'.encode() in output
+    assert b'"event": "outbox.publisher_stopped"' in output
+
+
+@pytest.mark.slow
+async def test_four_publishers_keep_every_aggregates_order(
+    engine: AsyncEngine, broker: BrokerHarness
+) -> None:
+    keys = [f"agg{n}" for n in range(50)]
+    processes = [
+        start_command(broker.settings, "publish", ORDERS_OUTBOX__BATCH_SIZE="50") for _ in range(4)
+    ]
+    try:
+        for version in range(1, 101):  # events keep arriving while all four run
+            await insert_events(engine, [(key, version) for key in keys])
+        await wait_until_drained(engine)
+    finally:
+        stop(*processes)
+    entries = await broker.read(TOPIC)
+    assert len({e["id"] for e in entries}) == 5000
+    for key, versions in versions_by_aggregate(entries).items():
+        first_seen = list(dict.fromkeys(versions))  # a redelivery may repeat, never reorder
+        assert first_seen == list(range(1, 101)), key
+
+
+@pytest.mark.slow
+async def test_kill_9_at_random_points_loses_nothing(
+    engine: AsyncEngine, broker: BrokerHarness
+) -> None:
+    batch, kills = 100, 3
+    ids = await insert_events(engine, [(f"agg{n % 200}", n // 200 + 1) for n in range(10_000)])
+    # Kill each publisher once the topic passes a random point, so every kill lands mid-flow.
+    for target in sorted(random.sample(range(500, 9000), kills)):
+        process = start_command(broker.settings, "publish", ORDERS_OUTBOX__BATCH_SIZE=str(batch))
+        deadline = time.monotonic() + 300  # a bound on the loop, not a speed goal
+        while await broker.count(TOPIC) < target:
+            assert process.poll() is None
+            assert time.monotonic() < deadline, f"the topic never reached {target} messages"
+            await asyncio.sleep(0.005)
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate()
+    assert await pending(engine) > 0
+    process = start_command(broker.settings, "publish", ORDERS_OUTBOX__BATCH_SIZE=str(batch))
+    try:
+        await wait_until_drained(engine)
+    finally:
+        stop(process)
+    delivered = Counter(e["id"] for e in await broker.read(TOPIC))
+    assert set(delivered) == set(ids)
+    duplicates = sum(delivered.values()) - len(ids)
+    assert duplicates <= kills * batch
+
+    effects = await consume_with_effects(engine, broker)
+    assert effects == dict.fromkeys(ids, 1)  # every event applied, none twice
+
+
+async def consume_with_effects(engine: AsyncEngine, broker: BrokerHarness) -> dict[str, int]:
+    """Two consumers apply the topic, each effect in one transaction with its inbox row."""
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE drill_effects (event_id text NOT NULL)"))
+    sessions = build_session_factory(engine)
+    outbox = OutboxWriter(order_events("orders"), broker.settings.events)
+
+    async def apply(event: CloudEvent) -> None:
+        inbox = InboxEntry("drill", event.source, event.id)
+        async with UnitOfWork(sessions, outbox, inbox) as uow:
+            await uow.session.execute(
+                text("INSERT INTO drill_effects VALUES (:id)"), {"id": event.id}
+            )
+            await uow.commit()
+
+    options = broker.settings.consumer.model_copy(update={"group": "drill", "batch_size": 200})
+    handlers = {"orders.order.note_changed.v1": apply}
+    consumers = [broker.consumer(TOPIC, handlers, options, f"drill-{n}") for n in range(2)]
+    for consumer in consumers:
+        await consumer.ensure_groups()
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
+    try:
+        deadline = time.monotonic() + 300  # a bound on the loop, not a speed goal
+        while await broker.outstanding(TOPIC, "drill"):
+            assert time.monotonic() < deadline, "the consumers did not catch up"
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    async with engine.begin() as connection:
+        rows = await connection.execute(
+            text("SELECT event_id, count(*) AS applied FROM drill_effects GROUP BY event_id")
+        )
+        counts = {row.event_id: row.applied for row in rows}
+        await connection.execute(text("DROP TABLE drill_effects"))
+    return counts
+
+
+@pytest.mark.slow
+async def test_the_broker_down_for_ten_seconds_loses_no_order_and_no_event(
+    broker: BrokerHarness, tmp_path: Path
+) -> None:
+    server, own = broker.own_server(tmp_path)
+    server.start()
+    stop_publisher = asyncio.Event()
+    publisher = asyncio.create_task(run_publisher(own.settings, stop_publisher))
+    placed: list[str] = []
+    try:
+        async with serve_in_process(create_app(own.settings)) as client:
+
+            async def place(count: int) -> None:
+                for _ in range(count):
+                    response = await client.post("/v1/orders", json=order_payload())
+                    assert response.status_code == 201
+                    placed.append(response.json()["id"])
+                    await asyncio.sleep(0.05)
+
+            await place(10)
+            server.stop()
+            before_outage = len(placed)
+            outage = asyncio.create_task(asyncio.sleep(10))
+            while not outage.done():
+                await place(1)
+            placed_while_down = len(placed) - before_outage
+            server.start()
+            await place(10)
+
+        for _ in range(300):
+            entries = await own.read(TOPIC)
+            if len({entry["partitionkey"] for entry in entries}) >= len(placed):
+                break
+            await asyncio.sleep(0.1)
+        assert {entry["partitionkey"] for entry in entries} == set(placed)
+        assert placed_while_down > 0  # orders kept coming in during the outage
+    finally:
+        stop_publisher.set()
+        await publisher
+        await own.close()
+        server.stop()

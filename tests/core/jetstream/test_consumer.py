@@ -1,0 +1,76 @@
+"""What only the JetStream consumer does: the advisory-driven dead letters, outages at start,
+and dead letters listed past replayed ones."""
+
+import asyncio
+from pathlib import Path
+
+from core.errors import ConflictError
+from core.events import CloudEvent
+from orders.settings import OrdersSettings
+from tests.brokers import NatsHarness
+from tests.core.brokers.conftest import GROUP, STREAM, TYPE, event, recorder, run_for
+
+
+async def test_a_delivery_left_unanswered_the_last_time_is_dead_lettered_by_the_advisory(
+    nats: NatsHarness, settings: OrdersSettings
+) -> None:
+    seen, handle = recorder()
+    options = settings.consumer.model_copy(
+        update={"block_ms": 50, "max_retries": 0, "handler_timeout_seconds": 0.3}
+    )
+    consumer = nats.consumer(STREAM, {TYPE: handle}, options, "c1")
+    await consumer.ensure_groups()
+    await nats.publish(STREAM, event())
+    # Its only delivery goes to a consumer that dies: nobody can decide, JetStream tells.
+    await nats.abandon_one(STREAM, GROUP)
+    await run_for([consumer], 2.0)
+    assert seen == []
+    [letter] = await nats.dead_letters().entries(STREAM)
+    assert (letter["dlq_reason"], letter["dlq_attempts"]) == ("attempts exhausted", "1")
+    assert (letter["id"], letter["dlq_entry_id"]) == ("evt-1", "1")
+    assert await nats.outstanding(STREAM, GROUP) == 0
+
+
+async def test_a_consumer_started_while_nats_is_down_consumes_once_it_is_up(
+    nats: NatsHarness, settings: OrdersSettings, tmp_path: Path
+) -> None:
+    server, own = nats.own_server(tmp_path)
+    seen, handle = recorder()
+    options = settings.consumer.model_copy(update={"block_ms": 50})
+    consumer = own.consumer(STREAM, {TYPE: handle}, options, "c1")
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await asyncio.sleep(1.0)  # NATS is not there yet
+        server.start()
+        await own.publish(STREAM, event())
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.1)
+        assert [e.id for e in seen] == ["evt-1"]
+    finally:
+        stop.set()
+        await task
+        await own.close()
+        server.stop()
+
+
+async def test_dead_letters_are_listed_past_the_replayed_ones(
+    nats: NatsHarness, settings: OrdersSettings
+) -> None:
+    async def reject(_: CloudEvent) -> None:
+        raise ConflictError("no")
+
+    options = settings.consumer.model_copy(update={"block_ms": 50})
+    consumer = nats.consumer(STREAM, {TYPE: reject}, options, "c1")
+    await consumer.ensure_groups()
+    await nats.publish(STREAM, event("evt-1"), event("evt-2"), event("evt-3"))
+    await run_for([consumer], 0.5)
+    letters = nats.dead_letters()
+    first, second, third = await letters.entries(STREAM)
+    assert await letters.replay(STREAM, second["entry_id"]) is not None
+    assert [letter["id"] for letter in await letters.entries(STREAM)] == ["evt-1", "evt-3"]
+    assert [letter["id"] for letter in await letters.entries(STREAM, count=1)] == ["evt-1"]
+    assert await letters.entry(STREAM, second["entry_id"]) is None
+    assert (first["id"], third["id"]) == ("evt-1", "evt-3")
