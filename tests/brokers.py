@@ -129,8 +129,17 @@ class RedisHarness:
         await self.redis.xadd(topic, dict(fields))  # type: ignore[arg-type]
 
     async def read(self, topic: str) -> list[dict[str, str]]:
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = await self.redis.xrange(topic)  # type: ignore[assignment]
-        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        """Page by page: one XRANGE of a large stream may outlast the socket timeout."""
+        messages: list[dict[str, str]] = []
+        start = "-"
+        while True:
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = await self.redis.xrange(  # type: ignore[assignment]
+                topic, min=start, count=1000
+            )
+            messages += [{k.decode(): v.decode() for k, v in f.items()} for _, f in entries]
+            if len(entries) < 1000:
+                return messages
+            start = "(" + entries[-1][0].decode()
 
     async def count(self, topic: str) -> int:
         return int(await self.redis.xlen(topic))
