@@ -9,10 +9,13 @@ whole sub-tree again wherever it is named, cached or not, and a request names th
 times. The principal is verified once per request and kept in `request.state`.
 """
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from starlette.routing import BaseRoute
 
 from core.context import subject_var
 from core.resources import resources_of
@@ -78,3 +81,18 @@ def rate_limit(group: str) -> Any:
             response.headers.update(quota.headers())
 
     return Depends(limit)
+
+
+def declared_scopes(routes: Sequence[BaseRoute]) -> list[str]:
+    """Every scope the routes ask for, as their OpenAPI security requirements name them."""
+    paths = get_openapi(title="", version="", routes=routes).get("paths", {})
+    return sorted(
+        {
+            scope
+            for item in paths.values()
+            for operation in item.values()
+            for requirement in operation.get("security", [])
+            for scopes in requirement.values()
+            for scope in scopes
+        }
+    )

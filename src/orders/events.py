@@ -82,5 +82,6 @@ class OrderCancelled(OrderEvent):
 ORDER_EVENTS = (OrderPlaced, OrderLinesChanged, OrderNoteChanged, OrderConfirmed, OrderCancelled)
 
 
-def order_events(type_prefix: str) -> EventRegistry:
+def published_events(type_prefix: str) -> EventRegistry:
+    """Every event type the service publishes: the outbox refuses any other."""
     return EventRegistry(type_prefix, ORDER_EVENTS)

@@ -19,7 +19,8 @@ from core.metrics import HttpMetrics, multiprocess
 from core.middleware import AccessMiddleware, RequestContextMiddleware
 from core.resources import open_resources
 from core.tracing import configure_tracing
-from orders.events import order_events
+from orders.clients import downstreams
+from orders.events import published_events
 from orders.routes import v1
 from orders.settings import OrdersSettings
 
@@ -29,14 +30,11 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     configure_logging(settings)
     tracer_provider = configure_tracing(settings)
     metrics = HttpMetrics()
-    events = order_events(settings.events.type_prefix)
+    events = published_events(settings.events.type_prefix)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
-        downstreams = {}
-        if settings.customers.base_url is not None:
-            downstreams["customers"] = settings.customers.base_url + settings.customers.health_path
-        async with open_resources(settings, events, metrics, downstreams) as resources:
+        async with open_resources(settings, events, metrics, downstreams(settings)) as resources:
             yield {"resources": resources}
         if multiprocess():  # this worker's live gauges leave the sums with it
             mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
