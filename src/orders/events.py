@@ -81,7 +81,9 @@ class OrderCancelled(OrderEvent):
 
 ORDER_EVENTS = (OrderPlaced, OrderLinesChanged, OrderNoteChanged, OrderConfirmed, OrderCancelled)
 
+# Every event type the service publishes, resource by resource; the outbox refuses any other.
+PUBLISHED_EVENTS: tuple[type[EventPayload], ...] = (*ORDER_EVENTS,)
+
 
 def published_events(type_prefix: str) -> EventRegistry:
-    """Every event type the service publishes: the outbox refuses any other."""
-    return EventRegistry(type_prefix, ORDER_EVENTS)
+    return EventRegistry(type_prefix, PUBLISHED_EVENTS)
