@@ -1,6 +1,7 @@
 """The application factory: `create_app(settings)` builds a fresh app, nothing at import time."""
 
 import os
+from importlib.metadata import metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,7 +23,7 @@ from core.tracing import configure_tracing
 from orders.clients import downstreams
 from orders.events import published_events
 from orders.routes import v1
-from orders.settings import OrdersSettings
+from orders.settings import SERVICE, OrdersSettings
 
 
 def create_app(settings: OrdersSettings | None = None) -> FastAPI:
@@ -43,7 +44,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="Orders service",
         version=settings.service_version,
-        summary="Places, changes, confirms and cancels orders.",
+        summary=metadata(f"{SERVICE}-service")["Summary"],  # pyproject's description
         lifespan=lifespan,
         openapi_url="/openapi.json" if docs else None,
         docs_url="/docs" if docs else None,
