@@ -70,6 +70,10 @@ def describe(root: Path, description: str) -> None:
     text = TEMPLATE_SECTION.sub("", readme.read_text(encoding="utf-8"))
     text = INTRODUCTION.sub(lambda m: f"{m[1]}{description}\n{m[2]}", text)
     readme.write_text(text, encoding="utf-8")
+    # The template's own command: a generated service is updated, not generated from.
+    facts = root / "m2m" / "service.json"
+    lines = facts.read_text(encoding="utf-8").splitlines(keepends=True)
+    facts.write_text("".join(line for line in lines if '"generate_service"' not in line), "utf-8")
     pyproject = root / "pyproject.toml"
     text = pyproject.read_text(encoding="utf-8")
     text = re.sub(r'(?m)^description = ".*"$', f"description = {_toml(description)}", text)

@@ -64,6 +64,7 @@ def rules(new: Service) -> list[Rule]:
         (r"\bsrc/orders\b", f"src/{name}"),
         (r"(?m)^(\s*(?:from|import) )orders\b", rf"\g<1>{name}"),
         (r"-m orders\b", f"-m {name}"),
+        (r'(?<="-m", ")orders(?=")', name),
         # The command line: `orders serve`, ["orders", "serve"], prog="orders", `orders`.
         (rf"\borders(?=\s+(?:{COMMANDS})\b)", name),
         (rf'(?<=")orders(?=",\s*"(?:{COMMANDS})")', name),
