@@ -80,6 +80,10 @@ def rules(new: Service) -> list[Rule]:
         (r"/services/orders\b", f"/services/{name}"),
         (r"\burn:orders:", f"urn:{name}:"),
         (r"\bdedup:orders:", f"dedup:{name}:"),
+        # The consumer group: NATS durable consumers and their exhausted streams are named so.
+        (r'(?<="durable_consumer": ")orders(?=")', name),
+        (r"_orders_exhausted\b", f"_{name}_exhausted"),
+        (r"consumer group `orders`", f"consumer group `{name}`"),
         (
             r"(?m)^(\w+_(?:SERVICE_NAME|DATABASE__NAME|CONSUMER__GROUP|AUTH__AUDIENCE)=)orders$",
             rf"\g<1>{name}",

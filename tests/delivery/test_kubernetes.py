@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from orders.cli import GRACEFUL_SHUTDOWN_SECONDS, _parser
+from orders.settings import SERVICE
 from tests.delivery.support import REPO, copy_of_repo, delivery_check, replace_in
 
 OVERLAYS = ("dev", "prod")
@@ -180,7 +181,7 @@ def test_every_process_runs_from_one_image_with_a_cli_subcommand(overlay: str) -
     assert len({each["image"] for each in workloads.values()}) == 1
     commands = {name: each["args"] for name, each in workloads.items()}
     expected = {**PROCESSES, "orders-migrate": "migrate"}
-    assert commands == {name: ["orders", sub] for name, sub in expected.items()}
+    assert commands == {name: [SERVICE, sub] for name, sub in expected.items()}
     defined = re.findall(r"^    ([a-z-]+) ", _parser().format_help(), flags=re.MULTILINE)
     assert set(expected.values()) <= set(defined)
 
@@ -263,7 +264,7 @@ def test_production_runs_several_publishers_and_consumers() -> None:
     consumer = find("prod", "HorizontalPodAutoscaler", "orders-consumer")["spec"]["minReplicas"]
     assert publisher >= 2
     assert consumer >= 2
-    namespace = find("prod", "Namespace", "orders")["metadata"]["labels"]
+    namespace = find("prod", "Namespace", SERVICE)["metadata"]["labels"]
     assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
