@@ -99,7 +99,7 @@ def register_events(source: str, block: str, constant: str) -> str:
     start = node.lineno - 1
     while start > 0 and lines[start - 1].startswith("#"):  # the comment above it stays above it
         start -= 1
-    lines[start:start] = [block]
+    lines[start:start] = [block.strip("\n") + "\n\n\n"]
     source = "".join(lines)
     node = _assignment(ast.parse(source), "PUBLISHED_EVENTS")
     if not isinstance(node.value, ast.Tuple):
