@@ -210,7 +210,7 @@ def write_migration(names: Names) -> Path:
     versions = ROOT / "alembic" / "versions"
     now = dt.datetime.now(dt.UTC)
     revision = uuid.uuid4().hex[-12:]
-    head = current_head(versions)
+    head = edits.current_head(versions)
     values = {
         **names.template_values(),
         "revision": revision,
@@ -221,25 +221,6 @@ def write_migration(names: Names) -> Path:
     path = versions / f"{now:%Y%m%d_%H%M}_{revision}_create_{names.plural}.py"
     path.write_text(render("migration", values))
     return path
-
-
-def current_head(versions: Path) -> str | None:
-    """The one revision no other revision names as its down_revision."""
-    revisions: dict[str, Any] = {}
-    for path in versions.glob("*.py"):
-        found = {}
-        for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.AnnAssign | ast.Assign) and node.value is not None:
-                target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
-                if isinstance(target, ast.Name):
-                    found[target.id] = node.value
-        revisions[ast.literal_eval(found["revision"])] = ast.literal_eval(found["down_revision"])
-    parents = {down for down in revisions.values() if isinstance(down, str)}
-    parents |= {d for down in revisions.values() if isinstance(down, tuple) for d in down}
-    heads = sorted(set(revisions) - parents)
-    if len(heads) > 1:
-        raise SystemExit(f"alembic/versions has several heads {heads}: merge them first")
-    return heads[0] if heads else None
 
 
 FACT_FILES = ("tables.json", "events.json", "streams.json")

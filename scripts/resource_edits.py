@@ -1,10 +1,12 @@
-"""The edits `new_resource.py` makes to the modules that list the service's resources.
+"""The edits `new_resource.py` makes to the modules that list the service's resources, and
+the migration head it builds on.
 
 Each one parses the module with `ast` to find where the new lines go, so it works on the
 example service and on one generated without it; ruff then sorts and merges the imports.
 """
 
 import ast
+from pathlib import Path
 
 
 def add_imports(source: str, imports: list[str]) -> str:
@@ -144,3 +146,22 @@ def _replace_lines(source: str, node: ast.stmt, text: str) -> str:
     lines = source.splitlines(keepends=True)
     lines[node.lineno - 1 : node.end_lineno] = [text]
     return "".join(lines)
+
+
+def current_head(versions: Path) -> str | None:
+    """The one revision no other revision names as its down_revision."""
+    revisions: dict[str, object] = {}
+    for path in versions.glob("*.py"):
+        found = {}
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.AnnAssign | ast.Assign) and node.value is not None:
+                target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
+                if isinstance(target, ast.Name):
+                    found[target.id] = node.value
+        revisions[ast.literal_eval(found["revision"])] = ast.literal_eval(found["down_revision"])
+    parents = {down for down in revisions.values() if isinstance(down, str)}
+    parents |= {d for down in revisions.values() if isinstance(down, tuple) for d in down}
+    heads = sorted(set(revisions) - parents)
+    if len(heads) > 1:
+        raise SystemExit(f"alembic/versions has several heads {heads}: merge them first")
+    return heads[0] if heads else None
