@@ -130,8 +130,8 @@ def test_both_overlays_render_validate_and_hold_to_the_rules() -> None:
         ),
         (
             "settings.env",
-            "ORDERS_DATABASE__NAME=orders\n",
-            "ORDERS_DATABASE__NAME=orders\nORDERS_DATABASE__PASSWORD=\n",
+            "ORDERS_DATABASE__PORT=5432\n",
+            "ORDERS_DATABASE__PORT=5432\nORDERS_DATABASE__PASSWORD=\n",
             "ORDERS_DATABASE__PASSWORD belongs in the Secret orders-secrets",
         ),
         (
