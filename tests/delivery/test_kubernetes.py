@@ -280,8 +280,8 @@ def test_checkov_fails_a_pod_on_the_host_network(tmp_path: Path) -> None:
     root = copy_of_repo(tmp_path, "deploy/k8s", "Dockerfile")
     replace_in(
         root / BASE / "api-deployment.yaml",
-        "      serviceAccountName: orders\n",
-        "      serviceAccountName: orders\n      hostNetwork: true\n",
+        f"      serviceAccountName: {SERVICE}\n",
+        f"      serviceAccountName: {SERVICE}\n      hostNetwork: true\n",
     )
     status, output = delivery_check(root, "checkov")
     assert status == 1

@@ -103,19 +103,18 @@ def test_without_the_example_no_orders_is_left_in_the_code(without_example: Path
     assert leftovers == []
 
 
-def test_lint_passes(service: Path) -> None:
-    run(["make", "lint"], service)
+def test_with_the_example_lint_and_the_service_tests_pass(with_example: Path) -> None:
+    """The example's other tests are this repository's own, renamed: this suite runs them."""
+    run(["make", "lint"], with_example)
+    run(["scripts/test-tools"], with_example)
+    tests = ["tests/billing", "tests/test_m2m.py", "tests/test_migrations.py"]
+    pytest_args = ["pytest", "-m", "not slow", "-q", "-p", "no:cacheprovider", *tests]
+    run(["uv", "run", "--frozen", *pytest_args], with_example, timeout=1200)
 
 
-def test_tests_pass(service: Path) -> None:
-    """Without the example: its whole suite but the slow drills. With it: the service's own
-    tests and the facts (its other tests are this repository's, renamed, run by this suite)."""
-    run(["scripts/test-tools"], service)
-    selection = []
-    if (service / "src/billing/routes/orders.py").exists():
-        selection = ["tests/billing", "tests/test_m2m.py", "tests/test_migrations.py"]
-    pytest_args = ["pytest", "-m", "not slow", "-q", "-p", "no:cacheprovider", *selection]
-    run(["uv", "run", "--frozen", *pytest_args], service, timeout=1200)
+def test_without_the_example_the_readme_test_command_passes(without_example: Path) -> None:
+    """`make check`: lint, then the whole suite with its coverage gate."""
+    run(["make", "check"], without_example, timeout=1800)
 
 
 def test_a_name_that_is_not_an_identifier_is_refused(tmp_path: Path) -> None:
