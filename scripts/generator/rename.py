@@ -51,7 +51,8 @@ def rules(new: Service) -> list[Rule]:
     name, title = new.name, new.title
     modules = "|".join(sorted(_package_modules()))
     return [
-        (r"\bORDERS_", f"{name.upper()}_"),
+        # Not after a capital, a digit or _ (after the n of a \n in a string it is one).
+        (r"(?<![A-Z0-9_])ORDERS_", f"{name.upper()}_"),
         (r"\bOrders(?=Settings\b|UnitOfWork\b)", title),
         # uv.lock's dependency-group markers carry the distribution name's length.
         (r"\bgroup-\d+-orders-service-", f"group-{len(name) + 8}-{name}-service-"),

@@ -1,6 +1,6 @@
 """Who may call a route, and how often: the bearer token's principal, scopes, rate limits.
 
-Routes declare `dependencies=[Security(authorize, scopes=["orders:read"]), rate_limit("reads")]`;
+Routes declare `dependencies=[Security(authorize, scopes=["invoices:read"]), rate_limit("reads")]`;
 the scheme and the scopes show in the OpenAPI document. No token or a bad one: 401; a missing
 scope: 403; over the limit: 429 (all problem+json).
 
