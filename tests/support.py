@@ -221,14 +221,17 @@ def start_command(settings: OrdersSettings, *args: str, **env: str) -> subproces
     )
 
 
-def wait_until_ready(base_url: str, process: subprocess.Popen[bytes]) -> None:
+def wait_until_ready(
+    base_url: str, process: subprocess.Popen[bytes], path: str = "/health/ready"
+) -> None:
+    """Until `path` answers 200; the process dying first fails the test with its output."""
     deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed goal
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[0].decode()
         try:
-            if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{base_url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    pytest.fail("the server did not become ready")
+    pytest.fail(f"the process did not answer {path}")

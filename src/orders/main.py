@@ -1,9 +1,9 @@
 """The application factory: `create_app(settings)` builds a fresh app, nothing at import time."""
 
 import os
-from importlib.metadata import metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import metadata
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware

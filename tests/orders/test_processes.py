@@ -3,28 +3,14 @@ and stops cleanly on SIGTERM."""
 
 import signal
 import subprocess
-import time
-
-import httpx
-import pytest
 
 from orders.settings import OrdersSettings
-from tests.support import free_port, start_command
+from tests.support import free_port, start_command, wait_until_ready
 
 
 def stops_cleanly_after_serving_metrics(process: subprocess.Popen[bytes], port: int) -> None:
     try:
-        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed goal
-        while True:
-            assert process.poll() is None, process.communicate()[0].decode()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the process did not serve its metrics")
-            time.sleep(0.1)
+        wait_until_ready(f"http://127.0.0.1:{port}", process, path="/metrics")
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
         assert process.returncode == 0, output.decode()
