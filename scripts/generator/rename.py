@@ -79,6 +79,7 @@ def rules(new: Service) -> list[Rule]:
         (r"(?<![\w/.-])orders/(?=[a-z_]+(?:/|\.py\b))", f"{name}/"),  # orders/cli.py
         (r'\bSERVICE = "orders"', f'SERVICE = "{name}"'),
         (r"/services/orders\b", f"/services/{name}"),
+        (r"\btype_prefix=SERVICE,", f'type_prefix="{new.event_prefix}",'),
         (r"\burn:orders:", f"urn:{name}:"),
         (r"\bdedup:orders:", f"dedup:{name}:"),
         # The consumer group: NATS durable consumers and their exhausted streams are named so.
