@@ -7,8 +7,8 @@ UV := $(shell if uv --version >/dev/null 2>&1; then echo uv; \
 	else python3 -m pip install --quiet --disable-pip-version-check uv >&2 && echo "python3 -m uv"; fi)
 RUN := $(UV) run --frozen
 
-.PHONY: help install run serve publish consume migrate revision catalogue reference test test-fast lint fmt check bench \
-	bench-outbox bench-http kubernetes
+.PHONY: help install run serve publish consume migrate revision resource catalogue reference test test-fast lint \
+	fmt check bench bench-outbox bench-http kubernetes
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ consume: ## the payments consumer alone
 
 reference: ## regenerate docs/configuration.md, m2m/settings.json and m2m/http.json
 	ORDERS_LOGGING__LEVEL=WARNING $(RUN) python scripts/reference.py
+
+# A plural snake_case noun; singular=... when it is not the plural without its final s.
+resource: ## add a resource across the layers: make resource name=invoices (docs/adding-a-resource.md)
+	$(RUN) python scripts/new_resource.py "$(name)" $(if $(singular),--singular "$(singular)")
 
 catalogue: ## regenerate docs/events (AsyncAPI, event schemas); refuses breaking changes
 	$(RUN) orders catalogue

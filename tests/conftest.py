@@ -20,7 +20,7 @@ from core.outbox.publisher import OutboxPublisher
 from core.outbox.writer import OutboxWriter
 from core.settings import Environment
 from orders.cli import migrate
-from orders.events import order_events
+from orders.events import published_events
 from orders.main import create_app
 from orders.settings import OrdersSettings
 from orders.unit_of_work import OrdersUnitOfWork
@@ -119,7 +119,7 @@ async def engine(database: OrdersSettings) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def outbox(settings: OrdersSettings) -> OutboxWriter:
-    return OutboxWriter(order_events(settings.events.type_prefix), settings.events)
+    return OutboxWriter(published_events(settings.events.type_prefix), settings.events)
 
 
 @pytest.fixture

@@ -13,17 +13,19 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from core.resources import Resources
+from core.security import declared_scopes
 from core.settings import CoreSettings
 from core.tokens import mint_token
-from orders.routes.orders import READ_SCOPE, WRITE_SCOPE
+from orders.routes import v1
 from orders.settings import OrdersSettings
 from orders.unit_of_work import OrdersUnitOfWork
 
-ALL_SCOPES = (READ_SCOPE, WRITE_SCOPE)
+ALL_SCOPES = tuple(declared_scopes(v1.routes))
 
 
 def bearer(
@@ -52,21 +54,6 @@ async def serve_in_process(
             transport=transport, base_url="http://test", headers=headers
         ) as client:
             yield client
-
-
-def order_payload(**overrides: object) -> dict[str, object]:
-    """A valid `POST /v1/orders` body; keyword arguments replace its fields."""
-    payload: dict[str, object] = {
-        "customer_id": "0190f6c4-58a3-7b1c-9d3e-4a5b6c7d8e9f",
-        "currency": "EUR",
-        "note": "ring twice",
-        "lines": [
-            {"sku": "SKU-1001", "quantity": 2, "unit_price": "19.99"},
-            {"sku": "SKU-2002", "quantity": 1, "unit_price": "5.00"},
-        ],
-    }
-    payload.update(overrides)
-    return payload
 
 
 async def connect(settings: OrdersSettings, database: str | None = None) -> asyncpg.Connection:
@@ -232,3 +219,19 @@ def start_command(settings: OrdersSettings, *args: str, **env: str) -> subproces
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def wait_until_ready(
+    base_url: str, process: subprocess.Popen[bytes], path: str = "/health/ready"
+) -> None:
+    """Until `path` answers 200; the process dying first fails the test with its output."""
+    deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed goal
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0].decode()
+        try:
+            if httpx.get(f"{base_url}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"the process did not answer {path}")

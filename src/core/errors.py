@@ -97,7 +97,7 @@ class Problem(BaseModel):
     title: str = Field(examples=["Order not found"])
     status: int = Field(examples=[404])
     detail: str = Field(examples=["order 0190f6c4-58a3-7b1c-9d3e-4a5b6c7d8e9f does not exist"])
-    instance: str = Field(examples=["/v1/orders/0190f6c4-58a3-7b1c-9d3e-4a5b6c7d8e9f"])
+    instance: str = Field(examples=["/v1/invoices/0190f6c4-58a3-7b1c-9d3e-4a5b6c7d8e9f"])
     request_id: str | None = Field(default=None, examples=["3f1c2b7e9a4d4c0e8b6a5f2d1e0c9b8a"])
     errors: list[FieldError] | None = Field(default=None, description="Invalid fields, on 422.")
 

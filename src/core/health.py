@@ -19,7 +19,7 @@ metrics_router = APIRouter()
 
 class Liveness(BaseModel):
     status: Literal["ok"] = "ok"
-    service: str = Field(examples=["orders"])
+    service: str = Field(examples=["billing"])
     version: str = Field(examples=["0.1.0"])
     commit: str = Field(examples=["3b1f2c4"])
     build_time: str = Field(examples=["2026-11-21T10:00:00Z"])

@@ -117,7 +117,7 @@ class AccessMiddleware:
 
 
 def _route_template(scope: Scope, templates: dict[int, str]) -> str:
-    """The matched route's full template (`/v1/orders/{order_id}`): bounded, unlike paths."""
+    """The matched route's full template (`/v1/invoices/{invoice_id}`): bounded, unlike paths."""
     route = scope.get("route")
     if route is None:
         return "unmatched"

@@ -1,6 +1,6 @@
 """Who may call a route, and how often: the bearer token's principal, scopes, rate limits.
 
-Routes declare `dependencies=[Security(authorize, scopes=["orders:read"]), rate_limit("reads")]`;
+Routes declare `dependencies=[Security(authorize, scopes=["invoices:read"]), rate_limit("reads")]`;
 the scheme and the scopes show in the OpenAPI document. No token or a bad one: 401; a missing
 scope: 403; over the limit: 429 (all problem+json).
 
@@ -9,10 +9,13 @@ whole sub-tree again wherever it is named, cached or not, and a request names th
 times. The principal is verified once per request and kept in `request.state`.
 """
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from starlette.routing import BaseRoute
 
 from core.context import subject_var
 from core.resources import resources_of
@@ -78,3 +81,18 @@ def rate_limit(group: str) -> Any:
             response.headers.update(quota.headers())
 
     return Depends(limit)
+
+
+def declared_scopes(routes: Sequence[BaseRoute]) -> list[str]:
+    """Every scope the routes ask for, as their OpenAPI security requirements name them."""
+    paths = get_openapi(title="", version="", routes=routes).get("paths", {})
+    return sorted(
+        {
+            scope
+            for item in paths.values()
+            for operation in item.values()
+            for requirement in operation.get("security", [])
+            for scopes in requirement.values()
+            for scope in scopes
+        }
+    )

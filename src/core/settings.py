@@ -31,7 +31,7 @@ class DatabaseSettings(BaseModel):
     port: Annotated[int, Field(ge=1, le=65535, description="PostgreSQL port.")] = 5432
     user: str = Field("postgres", description="Role to connect as.")
     password: SecretStr = Field(SecretStr(""), description="Empty: trust or peer auth.")
-    name: str = Field("orders", description="Database; `orders migrate` creates it if missing.")
+    name: str = Field("app", description="Database; `orders migrate` creates it if missing.")
     pool_size: Annotated[int, Field(ge=1, description="Connections kept open per process.")] = 10
     max_overflow: Annotated[int, Field(ge=0, description="Extra connections under bursts.")] = 0
     pool_timeout_seconds: Annotated[

@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from core.catalogue import Channel, asyncapi, compatibility_problems, event_schema
-from orders.consumers.payments import PAYMENT_EVENTS
-from orders.events import order_events
+from orders.consumers import RECEIVED_EVENTS
+from orders.events import published_events
 from orders.settings import OrdersSettings
 
 CATALOGUE_DIR = Path("docs/events")
@@ -14,14 +14,17 @@ CATALOGUE_DIR = Path("docs/events")
 
 def catalogue(settings: OrdersSettings) -> dict[Path, dict[str, Any]]:
     """Every catalogue file by path: one schema per event type we publish, and AsyncAPI."""
-    published = order_events(settings.events.type_prefix)
+    published = published_events(settings.events.type_prefix)
     files: dict[Path, dict[str, Any]] = {
         Path("schemas") / f"{event_type}.json": event_schema(
             published, event_type, settings.events.schema_base + event_type
         )
         for event_type, _ in published
     }
-    channels = [Channel(published, "send"), Channel(PAYMENT_EVENTS, "receive")]
+    channels = [
+        Channel(published, "send"),
+        *(Channel(received, "receive") for received in RECEIVED_EVENTS),
+    ]
     files[Path("asyncapi.json")] = asyncapi(
         f"{settings.service_name} events", settings.service_version, channels
     )

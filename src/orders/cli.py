@@ -27,10 +27,12 @@ from core.outbox.dead import (
     replay_dead_event,
     show_dead_event,
 )
+from core.security import declared_scopes
 from core.tokens import mint_token
 from orders.catalogue import write_catalogue
 from orders.consumer import run_consumer
-from orders.routes.orders import READ_SCOPE, WRITE_SCOPE
+from orders.consumers import consumed_streams
+from orders.routes import v1
 from orders.settings import OrdersSettings
 from orders.worker import run_publisher
 
@@ -116,8 +118,15 @@ def development_token(
     """A token the local server accepts, for curl and the README walkthrough."""
     if not settings.is_development or settings.auth.jwks_url is not None:
         raise SystemExit("tokens come from the identity provider here: `orders token` is for dev")
-    scopes = scopes or [READ_SCOPE, WRITE_SCOPE]
+    scopes = scopes or declared_scopes(v1.routes)
     return mint_token(settings.auth, subject, scopes, ttl=dt.timedelta(seconds=ttl_seconds))
+
+
+def _default_stream(settings: OrdersSettings) -> str:
+    streams = consumed_streams(settings)
+    if not streams:
+        raise SystemExit("the consumer reads no stream yet: name one with --stream")
+    return streams[0]
 
 
 def _required(value: str | None) -> str:
@@ -136,14 +145,14 @@ def _parser() -> argparse.ArgumentParser:
     migrate_parser = commands.add_parser("migrate", help="create the database, apply migrations")
     migrate_parser.add_argument("--alembic-ini", default="alembic.ini")
     commands.add_parser("publish", help="run the outbox publisher (ORDERS_OUTBOX__* settings)")
-    commands.add_parser("consume", help="run the payments consumer (ORDERS_CONSUMER__*)")
+    commands.add_parser("consume", help="run the event consumer (ORDERS_CONSUMER__*)")
     events = commands.add_parser("dead-events", help="events the publisher gave up on")
     events.add_argument("action", choices=["list", "show", "replay", "discard"])
     events.add_argument("event_id", nargs="?")
     letters = commands.add_parser("dead-letters", help="messages the consumer gave up on")
     letters.add_argument("action", choices=["list", "show", "replay"])
     letters.add_argument("entry_id", nargs="?")
-    letters.add_argument("--stream", help="the consumed stream (default: the payments stream)")
+    letters.add_argument("--stream", help="the consumed stream (default: the first one read)")
     commands.add_parser("catalogue", help="write docs/events: AsyncAPI and the event schemas")
     token = commands.add_parser(
         "token", help="mint a development token (HS256, not for production)"
@@ -153,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         dest="scopes",
-        help=f"repeatable (default: {READ_SCOPE} and {WRITE_SCOPE})",
+        help="repeatable (default: every scope the API asks for)",
     )
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     return parser
@@ -175,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         case "dead-events":
             _print(asyncio.run(dead_events(settings, args.action, args.event_id)))
         case "dead-letters":
-            stream = args.stream or settings.payments_stream
+            stream = args.stream or _default_stream(settings)
             _print(asyncio.run(dead_letters(settings, args.action, args.entry_id, stream)))
         case "token":
             print(development_token(settings, args.subject, args.scopes, args.ttl))  # noqa: T201

@@ -1,4 +1,4 @@
-"""The consumer process (`orders consume`): applies other services' events to orders."""
+"""The consumer process (`orders consume`): applies other services' events to this one."""
 
 import asyncio
 import os
@@ -13,8 +13,8 @@ from core.metrics import ConsumerMetrics
 from core.outbox.writer import OutboxWriter
 from core.process import serve_metrics, stop_on_signals
 from core.tracing import configure_tracing
-from orders.consumers.payments import PaymentHandlers
-from orders.events import order_events
+from orders.consumers import consumed_streams, event_handlers
+from orders.events import published_events
 from orders.settings import OrdersSettings
 
 log = structlog.get_logger(__name__)
@@ -23,16 +23,24 @@ log = structlog.get_logger(__name__)
 async def run_consumer(settings: OrdersSettings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     registry = CollectorRegistry()
+    streams = consumed_streams(settings)
+    serving = serve_metrics(registry, settings.server.host, settings.consumer.metrics_port)
+    if not streams:
+        # Nothing to read yet: the process stays up (its Deployment and health with it) until
+        # a handler and its stream are added in orders/consumers/.
+        log.info("consumer.idle", reason="no consumed streams")
+        with stop_on_signals(stop), serving:
+            await stop.wait()
+        return
     configure_tracing(settings)
     engine = build_engine(settings.database)
-    outbox = OutboxWriter(order_events(settings.events.type_prefix), settings.events)
-    handlers = PaymentHandlers(build_session_factory(engine), outbox, settings.consumer.group)
-    streams = [settings.payments_stream]
+    outbox = OutboxWriter(published_events(settings.events.type_prefix), settings.events)
+    handlers = event_handlers(build_session_factory(engine), outbox, settings.consumer.group)
     try:
         async with open_consumer(
             settings,
             streams,
-            handlers.by_type(),
+            handlers,
             ConsumerMetrics(registry),
             name=f"{socket.gethostname()}-{os.getpid()}",
         ) as consumer:
@@ -42,10 +50,7 @@ async def run_consumer(settings: OrdersSettings, stop: asyncio.Event | None = No
                 streams=streams,
                 broker=settings.broker.kind,
             )
-            with (
-                stop_on_signals(stop),
-                serve_metrics(registry, settings.server.host, settings.consumer.metrics_port),
-            ):
+            with stop_on_signals(stop), serving:
                 await consumer.run(stop)
     finally:
         await engine.dispose()

@@ -81,6 +81,9 @@ class OrderCancelled(OrderEvent):
 
 ORDER_EVENTS = (OrderPlaced, OrderLinesChanged, OrderNoteChanged, OrderConfirmed, OrderCancelled)
 
+# Every event type the service publishes, resource by resource; the outbox refuses any other.
+PUBLISHED_EVENTS: tuple[type[EventPayload], ...] = (*ORDER_EVENTS,)
 
-def order_events(type_prefix: str) -> EventRegistry:
-    return EventRegistry(type_prefix, ORDER_EVENTS)
+
+def published_events(type_prefix: str) -> EventRegistry:
+    return EventRegistry(type_prefix, PUBLISHED_EVENTS)

@@ -3,6 +3,7 @@
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import metadata
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -19,9 +20,10 @@ from core.metrics import HttpMetrics, multiprocess
 from core.middleware import AccessMiddleware, RequestContextMiddleware
 from core.resources import open_resources
 from core.tracing import configure_tracing
-from orders.events import order_events
+from orders.clients import downstreams
+from orders.events import published_events
 from orders.routes import v1
-from orders.settings import OrdersSettings
+from orders.settings import SERVICE, OrdersSettings
 
 
 def create_app(settings: OrdersSettings | None = None) -> FastAPI:
@@ -29,14 +31,11 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     configure_logging(settings)
     tracer_provider = configure_tracing(settings)
     metrics = HttpMetrics()
-    events = order_events(settings.events.type_prefix)
+    events = published_events(settings.events.type_prefix)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
-        downstreams = {}
-        if settings.customers.base_url is not None:
-            downstreams["customers"] = settings.customers.base_url + settings.customers.health_path
-        async with open_resources(settings, events, metrics, downstreams) as resources:
+        async with open_resources(settings, events, metrics, downstreams(settings)) as resources:
             yield {"resources": resources}
         if multiprocess():  # this worker's live gauges leave the sums with it
             mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
@@ -45,7 +44,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="Orders service",
         version=settings.service_version,
-        summary="Places, changes, confirms and cancels orders.",
+        summary=metadata(f"{SERVICE}-service")["Summary"],  # pyproject's description
         lifespan=lifespan,
         openapi_url="/openapi.json" if docs else None,
         docs_url="/docs" if docs else None,

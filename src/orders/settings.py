@@ -6,7 +6,17 @@ from typing import Annotated
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from core.settings import AuthSettings, ConsumerSettings, CoreSettings, EventsSettings
+from core.settings import (
+    AuthSettings,
+    ConsumerSettings,
+    CoreSettings,
+    DatabaseSettings,
+    EventsSettings,
+    ServerSettings,
+)
+
+# The service's name: the defaults below that name the service derive from it.
+SERVICE = "orders"
 
 
 class CustomersSettings(BaseModel):
@@ -27,15 +37,19 @@ class CustomersSettings(BaseModel):
 class OrdersSettings(CoreSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERS_")
 
-    service_name: str = Field("orders", description="In logs, traces and /health.")
+    service_name: str = Field(SERVICE, description="In logs, traces and /health.")
     service_version: str = Field(
-        default_factory=lambda: version("orders-service"),
+        default_factory=lambda: version(f"{SERVICE}-service"),
         description="The installed package's version, shown by /health.",
     )
+    database: DatabaseSettings = DatabaseSettings(name=SERVICE)
+    server: ServerSettings = ServerSettings(port=8000)
     events: EventsSettings = EventsSettings(
-        source="/services/orders", type_prefix="orders", schema_base="urn:orders:event-schema:"
+        source=f"/services/{SERVICE}",
+        type_prefix=SERVICE,
+        schema_base=f"urn:{SERVICE}:event-schema:",
     )
-    consumer: ConsumerSettings = ConsumerSettings(group="orders")
-    auth: AuthSettings = AuthSettings(audience="orders")
+    consumer: ConsumerSettings = ConsumerSettings(group=SERVICE)
+    auth: AuthSettings = AuthSettings(audience=SERVICE)
     payments_stream: str = Field("payments", description="Where the payments service publishes.")
     customers: CustomersSettings = CustomersSettings()

@@ -10,7 +10,8 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from orders.settings import OrdersSettings
-from tests.support import connect, order_payload
+from tests.orders.payloads import order_payload
+from tests.support import connect
 
 
 @pytest.fixture

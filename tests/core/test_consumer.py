@@ -17,7 +17,7 @@ from core.events import CloudEvent
 from core.metrics import ConsumerMetrics
 from core.outbox.tables import InboxEvent
 from core.outbox.writer import OutboxWriter
-from orders.settings import OrdersSettings
+from orders.settings import SERVICE, OrdersSettings
 from tests.core.brokers.conftest import STREAM, TYPE, applied_once, event, recorder, run_for
 
 type NewConsumer = Callable[..., StreamConsumer]
@@ -38,7 +38,7 @@ def new_consumer(redis: Redis, settings: OrdersSettings) -> NewConsumer:
     return build
 
 
-async def pending_count(redis: Redis, group: str = "orders") -> int:
+async def pending_count(redis: Redis, group: str = SERVICE) -> int:
     summary = await redis.xpending(STREAM, group)
     return int(summary["pending"])
 
@@ -64,7 +64,7 @@ async def test_a_consumer_that_died_while_handling_is_retried_not_dead_lettered(
     await consumer.ensure_groups()
     await publish(redis, event())
     # A consumer read it, took the lease, and died mid-handler: its lease lingers a while.
-    await redis.xreadgroup("orders", "crashed", {STREAM: ">"}, count=10)
+    await redis.xreadgroup(SERVICE, "crashed", {STREAM: ">"}, count=10)
     await redis.set("dedup:orders:/services/payments:evt-1", "processing:crashed", px=600)
     await run_for([consumer], 1.5)
     assert [e.id for e in seen] == ["evt-1"]  # run once the lease expired, not given up on

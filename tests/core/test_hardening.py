@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from core.settings import HttpSettings
 from orders.main import create_app
 from orders.settings import OrdersSettings
-from tests.support import order_payload, serve_in_process
+from tests.orders.payloads import order_payload
+from tests.support import serve_in_process
 
 
 def with_http(settings: OrdersSettings, **http: object) -> OrdersSettings:

@@ -24,7 +24,7 @@ async def test_liveness_reports_version_and_build(database: OrdersSettings) -> N
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
-        "service": "orders",
+        "service": database.service_name,
         "version": database.service_version,
         "commit": "3b1f2c4",
         "build_time": "2026-11-21T10:00:00Z",

@@ -18,7 +18,8 @@ from orders.services.orders import OrderService
 from orders.settings import OrdersSettings
 from orders.unit_of_work import OrdersUnitOfWork
 from orders.worker import run_publisher
-from tests.support import bearer, order_payload
+from tests.orders.payloads import order_payload
+from tests.support import bearer
 
 
 async def count(engine: AsyncEngine, model: type[object]) -> int:

@@ -73,7 +73,7 @@ def test_library_records_and_exceptions_are_single_json_lines(
     assert isinstance(record["line"], int)
     assert record["exception"][0]["exc_type"] == "ValueError"  # type: ignore[index]
     assert (record["service"], record["version"], record["environment"]) == (
-        "orders",
+        settings.service_name,
         settings.service_version,
         "test",
     )

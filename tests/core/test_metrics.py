@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from core.metrics import ConsumerMetrics, HttpMetrics, OutboxMetrics
 from orders.settings import OrdersSettings
-from tests.orders.test_server import wait_until_ready
-from tests.support import free_port, order_payload, start_command
+from tests.orders.payloads import order_payload
+from tests.support import free_port, start_command, wait_until_ready
 
 OBSERVABILITY = Path("observability")
 

@@ -20,7 +20,8 @@ from orders.main import create_app
 from orders.settings import OrdersSettings
 from tests.brokers import BrokerHarness
 from tests.conftest import NewPublisher
-from tests.support import order_payload, serve_in_process
+from tests.orders.payloads import order_payload
+from tests.support import serve_in_process
 
 BASE_FIELDS = {
     "timestamp", "level", "event", "logger", "module", "function", "line",

@@ -8,7 +8,8 @@ from pydantic import SecretStr
 
 from orders.main import create_app
 from orders.settings import OrdersSettings
-from tests.support import bearer, free_port, order_payload, serve_in_process
+from tests.orders.payloads import order_payload
+from tests.support import bearer, free_port, serve_in_process
 
 
 def limited(settings: OrdersSettings, **limits: object) -> OrdersSettings:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from delivery_checks import cli_help
+from orders.settings import SERVICE
 from tests.delivery.support import REPO, copy_of_repo, delivery_check, replace_in
 
 AWAITED = ("publish", "consume")  # compose runs them; another change adds them to the CLI
@@ -49,8 +50,8 @@ def test_an_awaited_subcommand_is_named_until_the_cli_defines_it(subcommand: str
         (
             "compose.yml",
             'command: ["orders", "migrate"]',
-            'command: ["orders", "migrat"]',
-            "compose.yml migrate: `orders migrat` is not a subcommand",
+            f'command: ["{SERVICE}", "migrat"]',
+            f"compose.yml migrate: `{SERVICE} migrat` is not a subcommand",
         ),
         (
             "Dockerfile",
@@ -86,8 +87,10 @@ def test_a_command_the_tests_do_not_run_fails_the_check(
 def test_a_subcommand_no_test_runs_fails_the_check(tmp_path: Path) -> None:
     root = with_copies(tmp_path)
     # The tests that run `serve`:
-    for runs_serve in ("orders/test_server.py", "orders/test_fuzz.py", "core/test_metrics.py"):
-        (root / "tests" / runs_serve).unlink()
+    for runs_serve in ("conftest.py", "test_fuzz.py"):
+        (root / "tests" / SERVICE / runs_serve).unlink(missing_ok=True)
+    for runs_serve in ("core/test_metrics.py", "delivery/test_healthchecks.py"):
+        (root / "tests" / runs_serve).unlink(missing_ok=True)
     status, output = delivery_check(root, "commands")
     assert status == 1
     assert "Dockerfile CMD: no test runs `orders serve`" in output
@@ -96,7 +99,7 @@ def test_a_subcommand_no_test_runs_fails_the_check(tmp_path: Path) -> None:
 
 def test_a_test_running_the_cli_main_counts(tmp_path: Path) -> None:
     root = with_copies(tmp_path)
-    (root / "tests" / "orders" / "test_server.py").unlink()
+    (root / "tests" / SERVICE / "conftest.py").unlink()
     (root / "tests" / "test_cli.py").write_text(
         'from orders.cli import main\n\n\ndef test_serves() -> None:\n    main(["serve"])\n'
     )

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from orders.cli import GRACEFUL_SHUTDOWN_SECONDS, _parser
+from orders.settings import SERVICE
 from tests.delivery.support import REPO, copy_of_repo, delivery_check, replace_in
 
 OVERLAYS = ("dev", "prod")
@@ -129,8 +130,8 @@ def test_both_overlays_render_validate_and_hold_to_the_rules() -> None:
         ),
         (
             "settings.env",
-            "ORDERS_DATABASE__NAME=orders\n",
-            "ORDERS_DATABASE__NAME=orders\nORDERS_DATABASE__PASSWORD=\n",
+            "ORDERS_DATABASE__PORT=5432\n",
+            "ORDERS_DATABASE__PORT=5432\nORDERS_DATABASE__PASSWORD=\n",
             "ORDERS_DATABASE__PASSWORD belongs in the Secret orders-secrets",
         ),
         (
@@ -180,7 +181,7 @@ def test_every_process_runs_from_one_image_with_a_cli_subcommand(overlay: str) -
     assert len({each["image"] for each in workloads.values()}) == 1
     commands = {name: each["args"] for name, each in workloads.items()}
     expected = {**PROCESSES, "orders-migrate": "migrate"}
-    assert commands == {name: ["orders", sub] for name, sub in expected.items()}
+    assert commands == {name: [SERVICE, sub] for name, sub in expected.items()}
     defined = re.findall(r"^    ([a-z-]+) ", _parser().format_help(), flags=re.MULTILINE)
     assert set(expected.values()) <= set(defined)
 
@@ -263,7 +264,7 @@ def test_production_runs_several_publishers_and_consumers() -> None:
     consumer = find("prod", "HorizontalPodAutoscaler", "orders-consumer")["spec"]["minReplicas"]
     assert publisher >= 2
     assert consumer >= 2
-    namespace = find("prod", "Namespace", "orders")["metadata"]["labels"]
+    namespace = find("prod", "Namespace", SERVICE)["metadata"]["labels"]
     assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
@@ -279,8 +280,8 @@ def test_checkov_fails_a_pod_on_the_host_network(tmp_path: Path) -> None:
     root = copy_of_repo(tmp_path, "deploy/k8s", "Dockerfile")
     replace_in(
         root / BASE / "api-deployment.yaml",
-        "      serviceAccountName: orders\n",
-        "      serviceAccountName: orders\n      hostNetwork: true\n",
+        f"      serviceAccountName: {SERVICE}\n",
+        f"      serviceAccountName: {SERVICE}\n      hostNetwork: true\n",
     )
     status, output = delivery_check(root, "checkov")
     assert status == 1

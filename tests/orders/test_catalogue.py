@@ -27,7 +27,8 @@ def test_every_event_type_is_in_the_asyncapi_document(settings: OrdersSettings) 
     sent = {
         ref["$ref"].rsplit("/", 1)[-1] for ref in document["operations"]["send-orders"]["messages"]
     }
-    assert sent == {f"orders.{payload.name}.v{payload.version}" for payload in ORDER_EVENTS}
+    prefix = settings.events.type_prefix
+    assert sent == {f"{prefix}.{payload.name}.v{payload.version}" for payload in ORDER_EVENTS}
     received = document["operations"]["receive-payments"]["messages"]
     assert {ref["$ref"].rsplit("/", 1)[-1] for ref in received} == {
         "payments.payment.succeeded.v1",

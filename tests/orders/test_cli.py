@@ -79,12 +79,14 @@ async def test_dead_letters_are_listed_shown_and_replayed_on_either_broker(
     await broker.publish("payments", event("evt-9"))
     await run_for([consumer], 0.5)
 
-    [letter] = await answer(capsys, "dead-letters", "list")
+    stream = ("--stream", "payments")
+    [letter] = await answer(capsys, "dead-letters", "list", *stream)
     assert (letter["id"], letter["dlq_reason"]) == ("evt-9", "rejected: order is cancelled")
-    assert (await answer(capsys, "dead-letters", "show", letter["entry_id"]))["id"] == "evt-9"
-    replayed = await answer(capsys, "dead-letters", "replay", letter["entry_id"])
+    shown = await answer(capsys, "dead-letters", "show", letter["entry_id"], *stream)
+    assert shown["id"] == "evt-9"
+    replayed = await answer(capsys, "dead-letters", "replay", letter["entry_id"], *stream)
     assert replayed["replayed_as"] is not None
-    assert await answer(capsys, "dead-letters", "list") == []
+    assert await answer(capsys, "dead-letters", "list", *stream) == []
     assert [message["id"] for message in await broker.read("payments")] == ["evt-9", "evt-9"]
 
 

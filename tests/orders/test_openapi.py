@@ -10,7 +10,7 @@ def test_every_operation_documents_its_problems(app: FastAPI) -> None:
         if path.startswith("/v1/")
         for method, operation in item.items()
     ]
-    assert len(operations) == 6
+    assert len([path for path, _, _ in operations if path.startswith("/v1/orders")]) == 6
     for path, method, operation in operations:
         problems = {
             status
@@ -18,7 +18,7 @@ def test_every_operation_documents_its_problems(app: FastAPI) -> None:
             if "application/problem+json" in response.get("content", {})
         }
         assert {"400", "422"} <= problems, (method, path)
-        if "{order_id}" in path:
+        if path.endswith("_id}") or "_id}/" in path:
             assert "404" in problems, (method, path)
         if method == "patch" or path.endswith(("/confirm", "/cancel")):
             assert {"409", "412"} <= problems, (method, path)

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from orders.settings import OrdersSettings
-from tests.orders.test_server import wait_until_ready
-from tests.support import free_port, service_env
+from tests.support import free_port, service_env, wait_until_ready
 
 Ports = dict[str, int]
 

@@ -12,12 +12,12 @@ from core.events import CloudEvent
 from core.handling import Consumer, Handler
 from core.outbox.writer import OutboxWriter
 from core.unit_of_work import InboxEntry, UnitOfWork
-from orders.settings import OrdersSettings
+from orders.settings import SERVICE, OrdersSettings
 from tests.brokers import BrokerHarness
 
 STREAM = "payments"
 TYPE = "payments.payment.succeeded.v1"
-GROUP = "orders"
+GROUP = SERVICE  # the consumer group of the service
 type NewConsumer = Callable[..., Consumer]
 
 

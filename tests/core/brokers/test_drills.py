@@ -19,7 +19,7 @@ from core.database import build_session_factory
 from core.events import CloudEvent
 from core.outbox.writer import OutboxWriter
 from core.unit_of_work import InboxEntry, UnitOfWork
-from orders.events import order_events
+from orders.events import published_events
 from orders.main import create_app
 from orders.worker import run_publisher
 from tests.brokers import BrokerHarness
@@ -30,7 +30,8 @@ from tests.core.outbox.conftest import (
     strictly_parsed,
     versions_by_aggregate,
 )
-from tests.support import free_port, order_payload, serve_in_process, start_command
+from tests.orders.payloads import order_payload
+from tests.support import free_port, serve_in_process, start_command
 
 
 async def wait_until_drained(engine: AsyncEngine, seconds: float = 300) -> None:
@@ -138,7 +139,7 @@ async def consume_with_effects(engine: AsyncEngine, broker: BrokerHarness) -> di
     async with engine.begin() as connection:  # dropped by the test, whatever happens
         await connection.execute(text("CREATE TABLE drill_effects (event_id text NOT NULL)"))
     sessions = build_session_factory(engine)
-    outbox = OutboxWriter(order_events("orders"), broker.settings.events)
+    outbox = OutboxWriter(published_events("orders"), broker.settings.events)
 
     async def apply(event: CloudEvent) -> None:
         inbox = InboxEntry("drill", event.source, event.id)

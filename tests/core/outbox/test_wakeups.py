@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orders.main import create_app
 from orders.settings import OrdersSettings
 from orders.worker import run_publisher
-from tests.support import order_payload, serve_in_process
+from tests.orders.payloads import order_payload
+from tests.support import serve_in_process
 
 
 @pytest.fixture

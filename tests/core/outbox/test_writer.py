@@ -16,7 +16,8 @@ from orders.events import ORDER_EVENTS, OrderNoteChanged
 from orders.models import Order
 from orders.settings import OrdersSettings
 from orders.unit_of_work import OrdersUnitOfWork
-from tests.support import NewUow, order_payload
+from tests.orders.payloads import order_payload
+from tests.support import NewUow
 
 
 async def outbox_rows(engine: AsyncEngine) -> list[dict[str, Any]]:

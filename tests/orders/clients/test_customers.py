@@ -15,7 +15,8 @@ from core.http_client import DownstreamUnavailableError
 from orders.main import create_app
 from orders.settings import OrdersSettings
 from tests.orders.clients.customers_service import CustomersService, serving
-from tests.support import RedisServer, order_payload, serve_in_process
+from tests.orders.payloads import order_payload
+from tests.support import RedisServer, serve_in_process
 
 KNOWN, BLOCKED = str(uuid.uuid4()), str(uuid.uuid4())
 

@@ -15,7 +15,8 @@ from core.events import CloudEvent
 from core.outbox.tables import InboxEvent, OutboxEvent
 from orders.consumer import run_consumer
 from tests.brokers import BrokerHarness
-from tests.support import order_payload, start_command
+from tests.orders.payloads import order_payload
+from tests.support import start_command
 
 type Pay = Callable[..., Awaitable[str]]
 

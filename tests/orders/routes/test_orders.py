@@ -6,7 +6,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.support import order_payload
+from tests.orders.payloads import order_payload
 
 PROBLEM = "application/problem+json"
 

@@ -1,0 +1,1 @@
+"""The service's problems, each under the core error it specialises (`core.errors`)."""

@@ -1,0 +1,3 @@
+"""The ORM models; importing this package registers every table on `Base.metadata`."""
+
+__all__: list[str] = []

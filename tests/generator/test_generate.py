@@ -1,0 +1,134 @@
+"""`copier copy` of this repository: a named service, with or without the example domain,
+whose lint and tests pass on the real PostgreSQL and Redis."""
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.generator.support import TEMPLATE, generate, run
+
+pytestmark = pytest.mark.slow
+
+DESCRIPTION = "Invoices customers and keeps their balances."
+# Files where, once the example is gone, any `orders` left is a rename the generator missed.
+SERVICE_FILES = (
+    "src/**/*.py",
+    "alembic/**/*.py",
+    "deploy/**/*.yaml",
+    "deploy/**/*.env",
+    "compose*.yml",
+    "Dockerfile",
+    "Makefile",
+    "pyproject.toml",
+    ".env.example",
+    "m2m/*.json",
+    "docs/configuration.md",
+    "docs/events/**/*.json",
+)
+
+
+def _generate(factory: pytest.TempPathFactory, *data: str) -> Path:
+    answers = (f"description={DESCRIPTION}", *data)
+    return generate(factory.mktemp("generated"), *answers)
+
+
+@pytest.fixture(scope="module")
+def with_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Its own event type prefix: the example's catalogue and m2m tests hold it to the code.
+    return _generate(tmp_path_factory, "example_domain=true", "event_prefix=acme.billing")
+
+
+@pytest.fixture(scope="module")
+def without_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _generate(tmp_path_factory, "example_domain=false")
+
+
+@pytest.fixture(params=["with_example", "without_example"])
+def service(request: pytest.FixtureRequest) -> Path:
+    path: Path = request.getfixturevalue(request.param)
+    return path
+
+
+def test_the_service_has_its_own_names(service: Path) -> None:
+    pyproject = tomllib.loads((service / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == "billing-service"
+    assert pyproject["project"]["scripts"] == {"billing": "billing.cli:main"}
+    assert pyproject["project"]["description"] == DESCRIPTION
+    assert sorted(path.name for path in (service / "src").iterdir()) == ["billing", "core"]
+    assert 'env_prefix="BILLING_"' in (service / "src/billing/settings.py").read_text()
+    answers = (service / ".copier-answers.yml").read_text()
+    assert "service_name: billing" in answers
+    assert "_commit:" in answers
+    readme = (service / "README.md").read_text()
+    assert readme.startswith("# billing-service\n")
+    assert DESCRIPTION in readme
+    assert "Generating a service" not in readme  # the template's own section
+    assert not (service / "copier.yml").exists()
+    assert not (service / "scripts" / "generator").exists()
+
+
+def test_without_the_example_only_the_core_and_an_empty_layout_remain(
+    without_example: Path,
+) -> None:
+    package = without_example / "src/billing"
+    layers = ("models", "schemas", "repositories", "services", "routes", "clients", "consumers")
+    for layer in layers:
+        assert [path.name for path in (package / layer).glob("*.py")] == ["__init__.py"], layer
+    tables = {row["table"] for row in json.loads((without_example / "m2m/tables.json").read_text())}
+    assert tables == {
+        "outbox_events",
+        "outbox_key_holds",
+        "outbox_dead_events",
+        "inbox_events",
+        "idempotency_keys",
+        "alembic_version",
+    }
+    events = json.loads((without_example / "m2m/events.json").read_text())
+    assert events == {"consumed": [], "published": []}
+    assert "## Walkthrough" not in (without_example / "README.md").read_text()
+
+
+def test_without_the_example_no_orders_is_left_in_the_code(without_example: Path) -> None:
+    leftovers = [
+        f"{path.relative_to(without_example)}:{number}: {line.strip()}"
+        for pattern in SERVICE_FILES
+        for path in sorted(without_example.glob(pattern))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\b(orders|Orders|ORDERS)\b", line)
+    ]
+    assert leftovers == []
+
+
+def test_with_the_example_lint_and_the_service_tests_pass(with_example: Path) -> None:
+    """The example's other tests are this repository's own, renamed: this suite runs them."""
+    assert "acme.billing.order.placed.v1" in (with_example / "m2m/events.json").read_text()
+    run(["make", "lint"], with_example)
+    run(["scripts/test-tools"], with_example)
+    tests = ["tests/billing", "tests/test_m2m.py", "tests/test_migrations.py"]
+    pytest_args = ["pytest", "-m", "not slow", "-q", "-p", "no:cacheprovider", *tests]
+    run(["uv", "run", "--frozen", *pytest_args], with_example, timeout=1200)
+
+
+def test_without_the_example_the_readme_test_command_passes(without_example: Path) -> None:
+    """`make check`: lint, then the whole suite with its coverage gate."""
+    run(["make", "check"], without_example, timeout=1800)
+
+
+def test_a_name_that_is_not_an_identifier_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "copier", "copy", "--trust", "--defaults"),
+            *("--data", "service_name=Billing-2", str(TEMPLATE), str(tmp_path / "billing")),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "lowercase letters and digits" in result.stdout + result.stderr
+    assert not (tmp_path / "billing").exists()

@@ -1,0 +1,23 @@
+"""The README's walkthrough, run as written against the real server process."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_readme_walkthrough_runs_as_written(server: tuple[str, subprocess.Popen[bytes]]) -> None:
+    base_url, _ = server
+    readme = Path("README.md").read_text()
+    script = readme.split("## Walkthrough", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    script = script.replace("localhost:8000", base_url.removeprefix("http://")).replace(
+        "uv run orders", f"{sys.executable} -m orders"
+    )
+    result = subprocess.run(
+        ["/bin/bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    statuses = re.findall(r"HTTP/1.1 (\d{3})", result.stdout)
+    assert statuses == ["401", "201", "201", "200", "200", "412", "200", "409"]
+    assert result.stdout.lower().count("idempotent-replayed: true") == 1
+    assert '"status":"ready"' in result.stdout
