@@ -60,9 +60,12 @@ test: install ## the whole suite on real PostgreSQL and Redis, with the branch-c
 	scripts/test-tools
 	$(RUN) pytest --cov --cov-report=term-missing:skip-covered
 
-test-fast: install ## the suite without the slow drills
+# One pytest process per core (pytest-xdist), each with its own database, Redis and NATS
+# (tests/conftest.py); TEST_WORKERS=1 runs it in one. `make test` (CI) stays in one process.
+TEST_WORKERS ?= auto
+test-fast: install ## the suite without the slow drills, in TEST_WORKERS processes
 	scripts/test-tools
-	$(RUN) pytest -m "not slow"
+	$(RUN) pytest -m "not slow" -n $(TEST_WORKERS)
 
 # Every pre-commit hook, those that fix files run here as checks (so pre-commit skips them),
 # then the checks of the Dockerfile, compose, workflows, migrations, commands and the Kubernetes

@@ -114,7 +114,7 @@ def targets_table(measured: Measurements) -> list[str]:
         seconds, summary = measured.suite
         rows.append(
             (
-                f"default test suite (`pytest -m 'not slow'`) < {SUITE_TARGET_S} s",
+                f"default test suite (`make test-fast`) < {SUITE_TARGET_S} s",
                 f"{seconds:.0f} s ({summary})",
                 seconds < SUITE_TARGET_S,
             )

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from core.metrics import ConsumerMetrics, HttpMetrics, OutboxMetrics
@@ -92,6 +93,7 @@ def test_alerts_and_dashboard_use_only_metrics_that_exist() -> None:
     assert used <= names, used - names
 
 
+@pytest.mark.slow  # a real process, seconds: CI runs it, test-fast does not
 def test_with_two_workers_the_counter_counts_every_request(
     database: OrdersSettings, tmp_path: Path
 ) -> None:

@@ -15,6 +15,9 @@ import yaml
 
 from tests.delivery.support import REPO
 
+# A real process per test (seconds each): CI runs it, `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 # `python` in a healthcheck is the image's interpreter; here, the one running the tests.
 PATH = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 

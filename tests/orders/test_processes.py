@@ -4,8 +4,13 @@ and stops cleanly on SIGTERM."""
 import signal
 import subprocess
 
+import pytest
+
 from orders.settings import OrdersSettings
 from tests.support import free_port, start_command, wait_until_ready
+
+# A real process per test (seconds each): CI runs it, `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def stops_cleanly_after_serving_metrics(process: subprocess.Popen[bytes], port: int) -> None:

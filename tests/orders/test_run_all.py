@@ -12,6 +12,9 @@ import pytest
 from orders.settings import OrdersSettings
 from tests.support import free_port, service_env, wait_until_ready
 
+# A real process per test (seconds each): CI runs it, `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 Ports = dict[str, int]
 
 

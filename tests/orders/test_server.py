@@ -4,6 +4,10 @@ import signal
 import subprocess
 
 import httpx
+import pytest
+
+# A real process per test (seconds each): CI runs it, `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def test_served_over_http_and_stops_cleanly_on_sigterm(

@@ -5,6 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# A real process per test (seconds each): CI runs it, `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 
 def test_readme_walkthrough_runs_as_written(server: tuple[str, subprocess.Popen[bytes]]) -> None:
     base_url, _ = server

@@ -58,6 +58,7 @@ def stop(*processes: subprocess.Popen[bytes]) -> bytes:
     return b"".join(outputs)
 
 
+@pytest.mark.slow  # a real process, seconds: CI runs it, test-fast does not
 async def test_the_publisher_process_delivers_reports_and_stops_cleanly(
     engine: AsyncEngine, broker: BrokerHarness
 ) -> None:

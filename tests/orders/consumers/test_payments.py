@@ -156,6 +156,7 @@ async def test_a_payment_event_breaking_its_schema_is_dead_lettered(
     assert letter["dlq_reason"].startswith("rejected: 1 validation error for PaymentFailed")
 
 
+@pytest.mark.slow  # a real process, seconds: CI runs it, test-fast does not
 async def test_the_consumer_process_confirms_and_stops_cleanly(
     client: httpx.AsyncClient, broker: BrokerHarness, pay: Pay
 ) -> None:
