@@ -17,7 +17,7 @@ from core.outbox.writer import OutboxWriter
 from core.tracing import configure_tracing
 from orders.consumers.payments import PaymentHandlers
 from orders.main import create_app
-from orders.settings import OrdersSettings
+from orders.settings import SERVICE, OrdersSettings
 from tests.brokers import BrokerHarness
 from tests.conftest import NewPublisher
 from tests.orders.payloads import order_payload
@@ -89,7 +89,7 @@ async def test_logs_of_request_and_consumer_share_the_trace(
     assert lines, "nothing was logged"
     for line in lines:
         assert set(line) >= BASE_FIELDS, line
-        assert line["service"] == "orders"
+        assert line["service"] == SERVICE
     request_lines = [line for line in lines if line.get("request_id") == request_id]
     assert {line["event"] for line in request_lines} >= {"order.placed", "http.request"}
     assert {line["trace_id"] for line in request_lines} == {trace_id}

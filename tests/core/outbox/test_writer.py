@@ -14,7 +14,7 @@ from core.outbox.tables import OutboxEvent
 from core.outbox.writer import OutboxWriter
 from orders.events import ORDER_EVENTS, OrderNoteChanged
 from orders.models import Order
-from orders.settings import OrdersSettings
+from orders.settings import SERVICE, OrdersSettings
 from orders.unit_of_work import OrdersUnitOfWork
 from tests.orders.payloads import order_payload
 from tests.support import NewUow
@@ -40,7 +40,7 @@ async def test_placing_an_order_writes_its_event_in_the_same_transaction(
         1,
     )
     assert row["topic"] == "orders"
-    assert row["dataschema"] == "urn:orders:event-schema:orders.order.placed.v1"
+    assert row["dataschema"] == f"urn:{SERVICE}:event-schema:{row['type']}"
     assert row["data"]["total"] == "44.98"
     assert row["data"]["lines"][0] == {"sku": "SKU-1001", "quantity": 2, "unit_price": "19.99"}
     assert uuid.UUID(str(row["event_id"])).version == 7
