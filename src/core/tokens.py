@@ -4,6 +4,10 @@
   algorithms are fixed by configuration, never by the token: with a JWKS only asymmetric ones
   (RS/PS/ES), without one only HS256 (development and test). `alg: none` never passes, and a
   key is used only with the algorithm family of its type, so no HS/RS confusion.
+- Anything odd in a token is a 401 before any key is looked up: a token or JOSE header larger
+  than any provider issues, `alg`/`kid`/`typ` that are not strings, `crit` (no extension is
+  understood here), and `jku`/`x5u`/`jwk`/`x5c` (keys come from configuration, never a token).
+  A key serves its own family only, and an EC key only the algorithm of its curve.
 - JWKS keys are fetched with the process's HTTP client, cached, and refetched when a token names
   an unknown `kid` (at most every `jwks_refetch_seconds`, so forged kids cannot flood the IdP).
 - No valid token: 401 with `WWW-Authenticate: Bearer` (RFC 6750), as a problem response.
@@ -11,6 +15,7 @@
 
 import asyncio
 import datetime as dt
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -34,6 +39,13 @@ DEVELOPMENT_SECRET = "development-only-hs256-secret-do-not-deploy"  # pragma: al
 _FAMILIES = {"RSA": ("RS", "PS"), "EC": ("ES",)}
 _REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
 VERIFIED_TOKENS_KEPT = 10_000
+# Far above what providers issue (a few KiB with group claims); refused before any parsing.
+MAX_TOKEN_CHARS = 16_384
+MAX_HEADER_CHARS = 1_024
+_REFUSED_HEADERS = frozenset({"crit", "jku", "x5u", "jwk", "x5c"})
+_STRING_HEADERS = ("alg", "kid", "typ")
+# RFC 6750 allows only these characters in error_description; details may quote a token.
+_UNSAFE_IN_CHALLENGE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +65,8 @@ class NotAuthenticatedError(DomainError):
     def __init__(self, detail: str, *, error: str | None = "invalid_token") -> None:
         challenge = 'Bearer realm="api"'
         if error is not None:  # RFC 6750: no error code when no token was sent at all
-            challenge += f', error="{error}", error_description="{detail}"'
+            description = _UNSAFE_IN_CHALLENGE.sub("?", detail)
+            challenge += f', error="{error}", error_description="{description}"'
         super().__init__(detail, headers={"WWW-Authenticate": challenge})
 
 
@@ -125,12 +138,8 @@ class JwksKeys:
             key = next(iter(self._keys.values()))  # one key: a token may omit its kid
         if key is None:
             raise NotAuthenticatedError("the token's signing key (kid) is unknown")
-        explicit = key._jwk_data.get("alg")  # noqa: SLF001 - PyJWK keeps the JWK it was given
-        if not algorithm.startswith(_FAMILIES.get(key.key_type or "", ())) or explicit not in {
-            None,
-            algorithm,
-        }:
-            raise NotAuthenticatedError(f"the key {kid} is not for {algorithm}")
+        if not _serves(key, algorithm):
+            raise NotAuthenticatedError(f"the key {_shown(kid)} is not for {algorithm}")
         return key.key
 
     def _age(self) -> float:
@@ -158,6 +167,17 @@ class JwksKeys:
             log.info("auth.jwks_fetched", keys=len(self._keys))
 
 
+def _serves(key: jwt.PyJWK, algorithm: str) -> bool:
+    """Only its family's algorithms (no RS/HS confusion); only the one its JWK names, if any;
+    for an EC key only its curve's (PyJWK infers it from `crv` when the JWK names none)."""
+    if not algorithm.startswith(_FAMILIES.get(key.key_type or "", ())):
+        return False
+    explicit = key._jwk_data.get("alg")  # noqa: SLF001 - PyJWK keeps the JWK it was given
+    if explicit is None and key.key_type != "EC":
+        return True
+    return bool(key.algorithm_name == algorithm)
+
+
 class TokenVerifier:
     """Verifies tokens; a token verified once is remembered until it expires (or the key
     cache's lifetime passes), since a client sends the same token with request after request:
@@ -174,13 +194,21 @@ class TokenVerifier:
             return cls(settings, JwksKeys(settings, http))
         return cls(settings, SharedSecret(development_secret(settings)))
 
-    async def verify(self, token: str) -> Principal:
+    def remembered(self, token: str) -> Principal | None:
+        """The principal of a token verified before and still valid: no work, no I/O."""
         remembered = self._verified.get(token)
-        if remembered is not None:
-            principal, until = remembered
-            if time.time() < until:
-                return principal
-            del self._verified[token]
+        if remembered is None:
+            return None
+        principal, until = remembered
+        if time.time() < until:
+            return principal
+        del self._verified[token]
+        return None
+
+    async def verify(self, token: str) -> Principal:
+        principal = self.remembered(token)
+        if principal is not None:
+            return principal
         principal = await self._verify(token)
         self._remember(token, principal)
         return principal
@@ -197,13 +225,10 @@ class TokenVerifier:
             self._verified.popitem(last=False)  # the oldest
 
     async def _verify(self, token: str) -> Principal:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError as error:
-            raise NotAuthenticatedError("the token is not a well-formed JWT") from error
+        header = _header(token)
         algorithm = header.get("alg")
         if algorithm not in self._keys.algorithms:
-            raise NotAuthenticatedError(f"tokens signed with {algorithm!r} are not accepted")
+            raise NotAuthenticatedError(f"tokens signed with {_shown(algorithm)} are not accepted")
         key = await self._keys.key_for(header.get("kid"), algorithm)
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -225,16 +250,40 @@ class TokenVerifier:
             raise NotAuthenticatedError("the token comes from an unexpected issuer") from error
         except jwt.InvalidSignatureError as error:
             raise NotAuthenticatedError("the token's signature does not verify") from error
-        except jwt.InvalidTokenError as error:
+        except jwt.PyJWTError as error:  # InvalidKeyError too: the key does not fit the token
             raise NotAuthenticatedError(f"the token is invalid: {error}") from error
         return Principal(str(claims["sub"]), _scopes(claims), claims)
 
 
+def _header(token: str) -> dict[str, Any]:
+    """The JOSE header, once it is known to hold nothing this verifier does not understand."""
+    if len(token) > MAX_TOKEN_CHARS or len(token.partition(".")[0]) > MAX_HEADER_CHARS:
+        raise NotAuthenticatedError("the token is larger than any this API accepts")
+    try:
+        header: dict[str, Any] = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as error:
+        raise NotAuthenticatedError("the token is not a well-formed JWT") from error
+    refused = sorted(_REFUSED_HEADERS & header.keys())
+    if refused:
+        raise NotAuthenticatedError(f"tokens with {', '.join(refused)} are not accepted")
+    for name in _STRING_HEADERS:
+        if name in header and not isinstance(header[name], str):
+            raise NotAuthenticatedError(f"the token's {name} is not a string")
+    return header
+
+
+def _shown(value: object) -> str:
+    """A value from the token, quoted and cut short, for an error detail."""
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."  # noqa: PLR2004 - display width
+
+
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
     # `scope` is a space-separated string (RFC 8693); some providers send a `scp` list.
+    # Anything else grants nothing.
     scope = claims.get("scope", claims.get("scp", ""))
-    items = scope.split() if isinstance(scope, str) else scope
-    return frozenset(str(item) for item in items)
+    items = scope.split() if isinstance(scope, str) else scope if isinstance(scope, list) else []
+    return frozenset(item for item in items if isinstance(item, str))
 
 
 def development_secret(settings: AuthSettings) -> str:

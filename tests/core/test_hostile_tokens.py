@@ -86,7 +86,6 @@ HOSTILE: dict[str, Callable[[], str]] = {
     "rsa-kid-ec-alg": lambda: forge({"alg": "ES256", "kid": "rsa-1"}, key=EC_KEY),
     "symmetric-jwk": lambda: forge({"alg": "ES256", "kid": "oct-1"}, key=EC_KEY),
     "bare-ec-other-curve": lambda: forge({"alg": "ES384", "kid": "ec-bare"}, key=P384_KEY),
-    "scope-number": lambda: RSA_KEY.sign(scope=5),
     "sub-list": lambda: RSA_KEY.sign(sub=["a"]),
     "exp-string": lambda: RSA_KEY.sign(exp="tomorrow"),
     "payload-list": lambda: forge(RSA, payload=["not", "claims"]),
@@ -112,6 +111,16 @@ async def test_a_hostile_token_is_a_401_problem_and_logs_no_error(
     assert response.headers["www-authenticate"].startswith('Bearer realm="api", error=')
     logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     assert [line for line in logged if line.get("level") in {"error", "critical"}] == []
+
+
+async def test_a_scope_that_is_neither_text_nor_a_list_grants_nothing(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.get(
+        "/v1/orders", headers={"Authorization": f"Bearer {RSA_KEY.sign(scope=5)}"}
+    )
+    assert response.status_code == 403
+    assert response.json()["type"] == "/problems/insufficient-scope"
 
 
 async def test_a_bare_ec_key_still_verifies_tokens_on_its_own_curve(
