@@ -7,13 +7,11 @@
 - Anything odd in a token is a 401 before any key is looked up: a token or JOSE header larger
   than any provider issues, `alg`/`kid`/`typ` that are not strings, `crit` (no extension is
   understood here), and `jku`/`x5u`/`jwk`/`x5c` (keys come from configuration, never a token).
-  A key serves its own family only, and an EC key only the algorithm of its curve.
-- JWKS keys are fetched with the process's HTTP client, cached, and refetched when a token names
-  an unknown `kid` (at most every `jwks_refetch_seconds`, so forged kids cannot flood the IdP).
+- Keys come from the identity provider's JWKS (`core.jwks`), or in development and test from
+  one shared HS256 secret.
 - No valid token: 401 with `WWW-Authenticate: Bearer` (RFC 6750), as a problem response.
 """
 
-import asyncio
 import datetime as dt
 import re
 import time
@@ -23,20 +21,14 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Protocol
 
-import httpx
 import jwt
-import structlog
 
-from core.errors import DomainError, PermissionDeniedError, ServiceUnavailableError
-from core.http_client import ResilientClient
+from core.errors import DomainError, PermissionDeniedError
 from core.settings import AuthSettings
-
-log = structlog.get_logger(__name__)
 
 # The HS256 key when development or test configures no JWKS and no shared key of its own, so
 # `orders token` and the server agree. Settings refuse HS256 outside development and test.
 DEVELOPMENT_SECRET = "development-only-hs256-secret-do-not-deploy"  # pragma: allowlist secret  # noqa: S105
-_FAMILIES = {"RSA": ("RS", "PS"), "EC": ("ES",)}
 _REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
 VERIFIED_TOKENS_KEPT = 10_000
 # Far above what providers issue (a few KiB with group claims); refused before any parsing.
@@ -82,17 +74,6 @@ class InsufficientScopeError(PermissionDeniedError):
         )
 
 
-class KeysUnavailableError(ServiceUnavailableError):
-    slug = "token-keys-unavailable"
-    title = "Tokens cannot be verified right now"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "the identity provider's keys could not be fetched; retry later",
-            headers={"Retry-After": "5"},
-        )
-
-
 class _KeySource(Protocol):
     @property
     def algorithms(self) -> frozenset[str]: ...
@@ -112,72 +93,6 @@ class SharedSecret:
         return self._secret
 
 
-class JwksKeys:
-    """The identity provider's public keys, fetched when needed and kept for a while."""
-
-    def __init__(self, settings: AuthSettings, http: ResilientClient) -> None:
-        if settings.jwks_url is None:
-            msg = "JwksKeys needs auth.jwks_url"
-            raise ValueError(msg)
-        self._url = settings.jwks_url
-        self._http = http
-        self.algorithms: frozenset[str] = frozenset(settings.algorithms)
-        self._cache_seconds = settings.jwks_cache_seconds
-        self._refetch_seconds = settings.jwks_refetch_seconds
-        self._keys: dict[str | None, jwt.PyJWK] = {}
-        self._fetched_at: float | None = None
-        self._lock = asyncio.Lock()
-
-    async def key_for(self, kid: str | None, algorithm: str) -> Any:
-        if self._fetched_at is None or self._age() > self._cache_seconds:
-            await self._refresh(min_age=0)
-        if kid not in self._keys and kid is not None:
-            await self._refresh(min_age=self._refetch_seconds)  # a rotation we have not seen
-        key = self._keys.get(kid)
-        if key is None and kid is None and len(self._keys) == 1:
-            key = next(iter(self._keys.values()))  # one key: a token may omit its kid
-        if key is None:
-            raise NotAuthenticatedError("the token's signing key (kid) is unknown")
-        if not _serves(key, algorithm):
-            raise NotAuthenticatedError(f"the key {_shown(kid)} is not for {algorithm}")
-        return key.key
-
-    def _age(self) -> float:
-        return time.monotonic() - (self._fetched_at or 0.0)
-
-    async def _refresh(self, *, min_age: float) -> None:
-        async with self._lock:  # one fetch at a time; waiters use its result
-            if self._fetched_at is not None and self._age() < min_age:
-                return
-            try:
-                response = await self._http.call(
-                    "identity-provider", "GET", self._url, route="jwks"
-                )
-                response.raise_for_status()
-                keys = jwt.PyJWKSet.from_dict(response.json())
-            except (ServiceUnavailableError, httpx.HTTPError, jwt.PyJWTError, ValueError) as error:
-                log.warning("auth.jwks_fetch_failed", url=self._url, error=str(error))
-                if not self._keys:
-                    raise KeysUnavailableError from error
-                return
-            self._keys = {
-                key.key_id: key for key in keys.keys if key.public_key_use in {None, "sig"}
-            }
-            self._fetched_at = time.monotonic()
-            log.info("auth.jwks_fetched", keys=len(self._keys))
-
-
-def _serves(key: jwt.PyJWK, algorithm: str) -> bool:
-    """Only its family's algorithms (no RS/HS confusion); only the one its JWK names, if any;
-    for an EC key only its curve's (PyJWK infers it from `crv` when the JWK names none)."""
-    if not algorithm.startswith(_FAMILIES.get(key.key_type or "", ())):
-        return False
-    explicit = key._jwk_data.get("alg")  # noqa: SLF001 - PyJWK keeps the JWK it was given
-    if explicit is None and key.key_type != "EC":
-        return True
-    return bool(key.algorithm_name == algorithm)
-
-
 class TokenVerifier:
     """Verifies tokens; a token verified once is remembered until it expires (or the key
     cache's lifetime passes), since a client sends the same token with request after request:
@@ -187,12 +102,6 @@ class TokenVerifier:
         self._settings = settings
         self._keys = keys
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
-
-    @classmethod
-    def from_settings(cls, settings: AuthSettings, http: ResilientClient) -> "TokenVerifier":
-        if settings.jwks_url is not None:
-            return cls(settings, JwksKeys(settings, http))
-        return cls(settings, SharedSecret(development_secret(settings)))
 
     def remembered(self, token: str) -> Principal | None:
         """The principal of a token verified before and still valid: no work, no I/O."""
@@ -228,7 +137,7 @@ class TokenVerifier:
         header = _header(token)
         algorithm = header.get("alg")
         if algorithm not in self._keys.algorithms:
-            raise NotAuthenticatedError(f"tokens signed with {_shown(algorithm)} are not accepted")
+            raise NotAuthenticatedError(f"tokens signed with {quoted(algorithm)} are not accepted")
         key = await self._keys.key_for(header.get("kid"), algorithm)
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -272,7 +181,7 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
-def _shown(value: object) -> str:
+def quoted(value: object) -> str:
     """A value from the token, quoted and cut short, for an error detail."""
     shown = repr(value)
     return shown if len(shown) <= 40 else shown[:37] + "..."  # noqa: PLR2004 - display width
