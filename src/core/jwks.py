@@ -2,9 +2,14 @@
 and refetched when a token names an unknown `kid` (at most every `jwks_refetch_seconds`, so
 forged kids cannot flood the provider). A key serves its own family only (no HS/RS confusion),
 and an EC key only the algorithm of its curve.
+
+A failed fetch (unreachable, any status but 2xx, not a key set, no signing key in it) is
+remembered: the next one waits `jwks_refetch_seconds`, whatever the requests. Meanwhile the last
+good keys keep serving; without any, requests get 503 with the time left as `Retry-After`.
 """
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -39,10 +44,10 @@ class KeysUnavailableError(ServiceUnavailableError):
     slug = "token-keys-unavailable"
     title = "Tokens cannot be verified right now"
 
-    def __init__(self) -> None:
+    def __init__(self, retry_after_seconds: int) -> None:
         super().__init__(
             "the identity provider's keys could not be fetched; retry later",
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": str(retry_after_seconds)},
         )
 
 
@@ -59,14 +64,16 @@ class JwksKeys:
         self._cache_seconds = settings.jwks_cache_seconds
         self._refetch_seconds = settings.jwks_refetch_seconds
         self._keys: dict[str | None, jwt.PyJWK] = {}
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # the last fetch that succeeded
+        self._failed_at: float | None = None  # the last fetch, if it failed
         self._lock = asyncio.Lock()
 
     async def key_for(self, kid: str | None, algorithm: str) -> Any:
-        if self._fetched_at is None or self._age() > self._cache_seconds:
-            await self._refresh(min_age=0)
+        await self._refresh(min_age=self._cache_seconds)
         if kid not in self._keys and kid is not None:
             await self._refresh(min_age=self._refetch_seconds)  # a rotation we have not seen
+        if not self._keys:
+            raise KeysUnavailableError(self._retry_after())
         key = self._keys.get(kid)
         if key is None and kid is None and len(self._keys) == 1:
             key = next(iter(self._keys.values()))  # one key: a token may omit its kid
@@ -76,29 +83,45 @@ class JwksKeys:
             raise NotAuthenticatedError(f"the key {quoted(kid)} is not for {algorithm}")
         return key.key
 
-    def _age(self) -> float:
-        return time.monotonic() - (self._fetched_at or 0.0)
+    def _due(self, min_age: float) -> bool:
+        """Whether to fetch: keys older than `min_age`, and no failure within the interval."""
+        now = time.monotonic()
+        if self._failed_at is not None and now - self._failed_at < self._refetch_seconds:
+            return False
+        return self._fetched_at is None or now - self._fetched_at >= min_age
+
+    def _retry_after(self) -> int:
+        waited = time.monotonic() - (self._failed_at or 0.0)
+        return max(math.ceil(self._refetch_seconds - waited), 1)
 
     async def _refresh(self, *, min_age: float) -> None:
+        if not self._due(min_age):
+            return
         async with self._lock:  # one fetch at a time; waiters use its result
-            if self._fetched_at is not None and self._age() < min_age:
+            if not self._due(min_age):
                 return
             try:
-                response = await self._http.call(
-                    "identity-provider", "GET", self._url, route="jwks"
-                )
-                response.raise_for_status()
-                keys = jwt.PyJWKSet.from_dict(response.json())
+                keys = await self._fetch()
             except (ServiceUnavailableError, httpx.HTTPError, jwt.PyJWTError, ValueError) as error:
+                self._failed_at = time.monotonic()
                 log.warning("auth.jwks_fetch_failed", url=self._url, error=str(error))
-                if not self._keys:
-                    raise KeysUnavailableError from error
                 return
-            self._keys = {
-                key.key_id: key for key in keys.keys if key.public_key_use in {None, "sig"}
-            }
-            self._fetched_at = time.monotonic()
-            log.info("auth.jwks_fetched", keys=len(self._keys))
+            self._keys, self._fetched_at, self._failed_at = keys, time.monotonic(), None
+            log.info("auth.jwks_fetched", keys=len(keys))
+
+    async def _fetch(self) -> dict[str | None, jwt.PyJWK]:
+        response = await self._http.call("identity-provider", "GET", self._url, route="jwks")
+        response.raise_for_status()  # a 4xx is a failure too, not an empty key set
+        document = response.json()
+        if not isinstance(document, dict):
+            msg = "the JWKS is not a JSON object"
+            raise ValueError(msg)  # noqa: TRY004 - one failure among the others caught above
+        keys = jwt.PyJWKSet.from_dict(document)
+        usable = {key.key_id: key for key in keys.keys if key.public_key_use in {None, "sig"}}
+        if not usable:
+            msg = "the JWKS holds no signing key"
+            raise ValueError(msg)
+        return usable
 
 
 def _serves(key: jwt.PyJWK, algorithm: str) -> bool:
