@@ -92,7 +92,7 @@ HOSTILE: dict[str, Callable[[], str]] = {
     "header-list": lambda: f"{b64_bytes(b'[1]')}.{b64({})}.sig",
     "header-not-utf8": lambda: f"{b64_bytes(b'\xff\xfe')}.{b64({})}.sig",
     "bad-base64": lambda: "%%%.%%%.%%%",
-    "two-segments": lambda: "eyJhbGciOiJSUzI1NiJ9.e30",
+    "two-segments": lambda: f"{b64({'alg': 'RS256'})}.{b64({})}",
     "huge-header": lambda: forge({**RSA, "pad": "a" * 100_000}),
     "huge-token": lambda: RSA_KEY.sign(pad="a" * 100_000),
 }
