@@ -151,8 +151,13 @@ class _InvalidRequestError(DomainError):
 
 async def _domain_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, DomainError)  # noqa: S101 - registered for DomainError only
+    return error_response(request.scope, error)
+
+
+def error_response(scope: Scope, error: DomainError) -> JSONResponse:
+    """The problem answer for `error`, also for middleware, which the handlers do not cover."""
     return problem_response(
-        request.scope,
+        scope,
         error.status,
         error.detail,
         slug=error.slug,

@@ -7,6 +7,8 @@ instead of waiting; once it commits, a retry finds the stored response and gets 
 `Idempotent-Replayed: true`. The same key with another request is 422. Keys belong to the caller
 (the token's subject) and expire after `idempotency.ttl_seconds`; the publisher purges them.
 
+The dependency answers a key already answered (or in progress) before the route runs, so nothing
+the use case asks elsewhere first, such as another service, can turn a replay into an error.
 A route opts in by taking the dependency (which joins the request's unit of work) and telling how
 its answer looks (`idempotency.present_with(...)`); its service passes the use case's result to
 `uow.commit(result=...)`, which stores the answer.
@@ -28,7 +30,7 @@ from fastapi.responses import Response
 from sqlalchemy import Integer, LargeBinary, Text, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base
@@ -149,6 +151,16 @@ class Idempotency:
             raise IdempotencyKeyReusedError
         raise ReplayedResponse(StoredResponse(found.status, found.headers, found.body))
 
+    async def answer_stored(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """Before the use case runs: replay a stored answer, 409 while the key is in progress.
+
+        The use case may call other services before its transaction opens; what they answer now
+        must not change the answer a retry gets. Each statement runs in its own transaction, so
+        the lock is only tested, not kept: the unit of work claims the key again, for good."""
+        async with sessions() as session:
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            await self.claim(session)
+
     async def record(self, session: AsyncSession, result: object) -> None:
         """Last in the transaction: the answer is stored with the change it reports."""
         answer = self.answer(result)
@@ -195,15 +207,18 @@ async def idempotency_key(
         ),
     ] = None,
 ) -> Idempotency:
-    settings = resources_of(request).settings.idempotency
+    resources = resources_of(request)
     body = await request.body() if idempotency_key is not None else b""
     principal = current_principal(request)  # the route's `authorize` ran before
-    return Idempotency(
+    idempotency = Idempotency(
         key=idempotency_key,
         subject=principal.subject if principal is not None else "",
         request_hash=request_hash(request.method, request.url.path, request.url.query, body),
-        ttl_seconds=settings.ttl_seconds,
+        ttl_seconds=resources.settings.idempotency.ttl_seconds,
     )
+    if idempotency_key is not None:
+        await idempotency.answer_stored(resources.session_factory)
+    return idempotency
 
 
 async def purge_expired(engine: AsyncEngine) -> int:

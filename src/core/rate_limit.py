@@ -4,6 +4,9 @@ Each check is one round trip (INCR, and EXPIRE on the window's first request). O
 request gets 429 with `Retry-After`; every answer carries the `RateLimit-Policy` and `RateLimit`
 headers (draft-ietf-httpapi-ratelimit-headers). When Redis cannot be reached the limiter lets
 requests through (`fail_open`, the default), logs it at most every few seconds and counts it.
+
+Failed authentication has a limit of its own per client address (`FAILED_AUTHENTICATION`):
+each failure counts, and an address over the limit is refused before its token is even looked at.
 """
 
 import math
@@ -22,6 +25,7 @@ from core.settings import RateLimitSettings
 log = structlog.get_logger(__name__)
 
 _LOG_EVERY_SECONDS = 10.0
+FAILED_AUTHENTICATION = "failed-authentication"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +64,26 @@ class RateLimiter:
         self._last_warning = 0.0
 
     def limit_of(self, group: str) -> int:
-        limits = {"reads": self._settings.reads, "writes": self._settings.writes}
+        limits = {
+            "reads": self._settings.reads,
+            "writes": self._settings.writes,
+            FAILED_AUTHENTICATION: self._settings.auth_failures,
+        }
         return limits[group]
 
     async def check(self, group: str, caller: str) -> Quota | None:
         """Count one request; raises RateLimitedError over the limit. None: not limited."""
+        return await self._count(group, caller, increment=True)
+
+    async def refuse_failing(self, address: str) -> None:
+        """429 for an address that failed authentication too often in this window."""
+        await self._count(FAILED_AUTHENTICATION, address, increment=False)
+
+    async def count_failure(self, address: str) -> None:
+        """Count a failed authentication; 429 instead of 401 once the address is over."""
+        await self._count(FAILED_AUTHENTICATION, address, increment=True)
+
+    async def _count(self, group: str, caller: str, *, increment: bool) -> Quota | None:
         if not self._settings.enabled:
             return None
         window = self._settings.window_seconds
@@ -72,21 +91,30 @@ class RateLimiter:
         start = int(now // window) * window
         key = f"rate-limit:{group}:{caller}:{start}"
         try:
-            async with self._redis.pipeline(transaction=False) as pipeline:
-                pipeline.incr(key)
-                pipeline.expire(key, window + 1, nx=True)
-                count, _ = await pipeline.execute()
+            count = await self._increment(key, window) if increment else await self._peek(key)
         except (RedisError, OSError) as error:
             self._unavailable(group, error)
             return None
         limit = self.limit_of(group)
         reset = max(math.ceil(start + window - now), 1)
         quota = Quota(group, limit, window, max(limit - count, 0), reset)
-        if count > limit:
+        # A peek is over at the limit: the request it guards would be one more.
+        if count > limit or (not increment and count >= limit):
             self._metrics.rate_limit_decisions.labels(group, "limited").inc()
             raise RateLimitedError(quota)
-        self._metrics.rate_limit_decisions.labels(group, "allowed").inc()
+        if increment:
+            self._metrics.rate_limit_decisions.labels(group, "allowed").inc()
         return quota
+
+    async def _increment(self, key: str, window: int) -> int:
+        async with self._redis.pipeline(transaction=False) as pipeline:
+            pipeline.incr(key)
+            pipeline.expire(key, window + 1, nx=True)
+            count, _ = await pipeline.execute()
+        return int(count)
+
+    async def _peek(self, key: str) -> int:
+        return int(await self._redis.get(key) or 0)
 
     def _unavailable(self, group: str, error: Exception) -> None:
         if not self._settings.fail_open:

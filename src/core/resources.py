@@ -11,6 +11,7 @@ from starlette.requests import Request
 from core.database import build_engine, build_session_factory
 from core.events import EventRegistry
 from core.http_client import ResilientClient
+from core.jwks import token_verifier
 from core.metrics import HttpMetrics
 from core.outbox.writer import OutboxWriter
 from core.rate_limit import RateLimiter
@@ -66,7 +67,7 @@ async def open_resources(
             outbox,
             metrics,
             http,
-            TokenVerifier.from_settings(settings.auth, http),
+            token_verifier(settings.auth, http),
             RateLimiter(redis, settings.rate_limit, metrics),
             dict(downstreams or {}),
         )

@@ -192,6 +192,14 @@ class RateLimitSettings(BaseModel):
     window_seconds: Annotated[int, Field(ge=1)] = 60
     reads: Annotated[int, Field(ge=1, description="Read requests per window.")] = 1200
     writes: Annotated[int, Field(ge=1, description="Write requests per window.")] = 300
+    auth_failures: Annotated[
+        int,
+        Field(
+            ge=1,
+            description="Failed authentications per client address and window; then 429 "
+            "until the window ends, except for tokens already verified.",
+        ),
+    ] = 60
     fail_open: bool = Field(
         default=True, description="Serve requests while Redis is down (logged and counted)."
     )

@@ -4,13 +4,16 @@
   algorithms are fixed by configuration, never by the token: with a JWKS only asymmetric ones
   (RS/PS/ES), without one only HS256 (development and test). `alg: none` never passes, and a
   key is used only with the algorithm family of its type, so no HS/RS confusion.
-- JWKS keys are fetched with the process's HTTP client, cached, and refetched when a token names
-  an unknown `kid` (at most every `jwks_refetch_seconds`, so forged kids cannot flood the IdP).
+- Anything odd in a token is a 401 before any key is looked up: a token or JOSE header larger
+  than any provider issues, `alg`/`kid`/`typ` that are not strings, `crit` (no extension is
+  understood here), and `jku`/`x5u`/`jwk`/`x5c` (keys come from configuration, never a token).
+- Keys come from the identity provider's JWKS (`core.jwks`), or in development and test from
+  one shared HS256 secret.
 - No valid token: 401 with `WWW-Authenticate: Bearer` (RFC 6750), as a problem response.
 """
 
-import asyncio
 import datetime as dt
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -18,22 +21,23 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Protocol
 
-import httpx
 import jwt
-import structlog
 
-from core.errors import DomainError, PermissionDeniedError, ServiceUnavailableError
-from core.http_client import ResilientClient
+from core.errors import DomainError, PermissionDeniedError
 from core.settings import AuthSettings
-
-log = structlog.get_logger(__name__)
 
 # The HS256 key when development or test configures no JWKS and no shared key of its own, so
 # `orders token` and the server agree. Settings refuse HS256 outside development and test.
 DEVELOPMENT_SECRET = "development-only-hs256-secret-do-not-deploy"  # pragma: allowlist secret  # noqa: S105
-_FAMILIES = {"RSA": ("RS", "PS"), "EC": ("ES",)}
 _REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
 VERIFIED_TOKENS_KEPT = 10_000
+# Far above what providers issue (a few KiB with group claims); refused before any parsing.
+MAX_TOKEN_CHARS = 16_384
+MAX_HEADER_CHARS = 1_024
+_REFUSED_HEADERS = frozenset({"crit", "jku", "x5u", "jwk", "x5c"})
+_STRING_HEADERS = ("alg", "kid", "typ")
+# RFC 6750 allows only these characters in error_description; details may quote a token.
+_UNSAFE_IN_CHALLENGE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +57,8 @@ class NotAuthenticatedError(DomainError):
     def __init__(self, detail: str, *, error: str | None = "invalid_token") -> None:
         challenge = 'Bearer realm="api"'
         if error is not None:  # RFC 6750: no error code when no token was sent at all
-            challenge += f', error="{error}", error_description="{detail}"'
+            description = _UNSAFE_IN_CHALLENGE.sub("?", detail)
+            challenge += f', error="{error}", error_description="{description}"'
         super().__init__(detail, headers={"WWW-Authenticate": challenge})
 
 
@@ -66,17 +71,6 @@ class InsufficientScopeError(PermissionDeniedError):
         challenge = f'Bearer realm="api", error="insufficient_scope", scope="{scope}"'
         super().__init__(
             f"the token lacks the scope(s): {scope}", headers={"WWW-Authenticate": challenge}
-        )
-
-
-class KeysUnavailableError(ServiceUnavailableError):
-    slug = "token-keys-unavailable"
-    title = "Tokens cannot be verified right now"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "the identity provider's keys could not be fetched; retry later",
-            headers={"Retry-After": "5"},
         )
 
 
@@ -99,65 +93,6 @@ class SharedSecret:
         return self._secret
 
 
-class JwksKeys:
-    """The identity provider's public keys, fetched when needed and kept for a while."""
-
-    def __init__(self, settings: AuthSettings, http: ResilientClient) -> None:
-        if settings.jwks_url is None:
-            msg = "JwksKeys needs auth.jwks_url"
-            raise ValueError(msg)
-        self._url = settings.jwks_url
-        self._http = http
-        self.algorithms: frozenset[str] = frozenset(settings.algorithms)
-        self._cache_seconds = settings.jwks_cache_seconds
-        self._refetch_seconds = settings.jwks_refetch_seconds
-        self._keys: dict[str | None, jwt.PyJWK] = {}
-        self._fetched_at: float | None = None
-        self._lock = asyncio.Lock()
-
-    async def key_for(self, kid: str | None, algorithm: str) -> Any:
-        if self._fetched_at is None or self._age() > self._cache_seconds:
-            await self._refresh(min_age=0)
-        if kid not in self._keys and kid is not None:
-            await self._refresh(min_age=self._refetch_seconds)  # a rotation we have not seen
-        key = self._keys.get(kid)
-        if key is None and kid is None and len(self._keys) == 1:
-            key = next(iter(self._keys.values()))  # one key: a token may omit its kid
-        if key is None:
-            raise NotAuthenticatedError("the token's signing key (kid) is unknown")
-        explicit = key._jwk_data.get("alg")  # noqa: SLF001 - PyJWK keeps the JWK it was given
-        if not algorithm.startswith(_FAMILIES.get(key.key_type or "", ())) or explicit not in {
-            None,
-            algorithm,
-        }:
-            raise NotAuthenticatedError(f"the key {kid} is not for {algorithm}")
-        return key.key
-
-    def _age(self) -> float:
-        return time.monotonic() - (self._fetched_at or 0.0)
-
-    async def _refresh(self, *, min_age: float) -> None:
-        async with self._lock:  # one fetch at a time; waiters use its result
-            if self._fetched_at is not None and self._age() < min_age:
-                return
-            try:
-                response = await self._http.call(
-                    "identity-provider", "GET", self._url, route="jwks"
-                )
-                response.raise_for_status()
-                keys = jwt.PyJWKSet.from_dict(response.json())
-            except (ServiceUnavailableError, httpx.HTTPError, jwt.PyJWTError, ValueError) as error:
-                log.warning("auth.jwks_fetch_failed", url=self._url, error=str(error))
-                if not self._keys:
-                    raise KeysUnavailableError from error
-                return
-            self._keys = {
-                key.key_id: key for key in keys.keys if key.public_key_use in {None, "sig"}
-            }
-            self._fetched_at = time.monotonic()
-            log.info("auth.jwks_fetched", keys=len(self._keys))
-
-
 class TokenVerifier:
     """Verifies tokens; a token verified once is remembered until it expires (or the key
     cache's lifetime passes), since a client sends the same token with request after request:
@@ -168,19 +103,21 @@ class TokenVerifier:
         self._keys = keys
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
-    @classmethod
-    def from_settings(cls, settings: AuthSettings, http: ResilientClient) -> "TokenVerifier":
-        if settings.jwks_url is not None:
-            return cls(settings, JwksKeys(settings, http))
-        return cls(settings, SharedSecret(development_secret(settings)))
+    def remembered(self, token: str) -> Principal | None:
+        """The principal of a token verified before and still valid: no work, no I/O."""
+        remembered = self._verified.get(token)
+        if remembered is None:
+            return None
+        principal, until = remembered
+        if time.time() < until:
+            return principal
+        del self._verified[token]
+        return None
 
     async def verify(self, token: str) -> Principal:
-        remembered = self._verified.get(token)
-        if remembered is not None:
-            principal, until = remembered
-            if time.time() < until:
-                return principal
-            del self._verified[token]
+        principal = self.remembered(token)
+        if principal is not None:
+            return principal
         principal = await self._verify(token)
         self._remember(token, principal)
         return principal
@@ -197,13 +134,10 @@ class TokenVerifier:
             self._verified.popitem(last=False)  # the oldest
 
     async def _verify(self, token: str) -> Principal:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError as error:
-            raise NotAuthenticatedError("the token is not a well-formed JWT") from error
+        header = _header(token)
         algorithm = header.get("alg")
         if algorithm not in self._keys.algorithms:
-            raise NotAuthenticatedError(f"tokens signed with {algorithm!r} are not accepted")
+            raise NotAuthenticatedError(f"tokens signed with {quoted(algorithm)} are not accepted")
         key = await self._keys.key_for(header.get("kid"), algorithm)
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -225,16 +159,40 @@ class TokenVerifier:
             raise NotAuthenticatedError("the token comes from an unexpected issuer") from error
         except jwt.InvalidSignatureError as error:
             raise NotAuthenticatedError("the token's signature does not verify") from error
-        except jwt.InvalidTokenError as error:
+        except jwt.PyJWTError as error:  # InvalidKeyError too: the key does not fit the token
             raise NotAuthenticatedError(f"the token is invalid: {error}") from error
         return Principal(str(claims["sub"]), _scopes(claims), claims)
 
 
+def _header(token: str) -> dict[str, Any]:
+    """The JOSE header, once it is known to hold nothing this verifier does not understand."""
+    if len(token) > MAX_TOKEN_CHARS or len(token.partition(".")[0]) > MAX_HEADER_CHARS:
+        raise NotAuthenticatedError("the token is larger than any this API accepts")
+    try:
+        header: dict[str, Any] = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as error:
+        raise NotAuthenticatedError("the token is not a well-formed JWT") from error
+    refused = sorted(_REFUSED_HEADERS & header.keys())
+    if refused:
+        raise NotAuthenticatedError(f"tokens with {', '.join(refused)} are not accepted")
+    for name in _STRING_HEADERS:
+        if name in header and not isinstance(header[name], str):
+            raise NotAuthenticatedError(f"the token's {name} is not a string")
+    return header
+
+
+def quoted(value: object) -> str:
+    """A value from the token, quoted and cut short, for an error detail."""
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."  # noqa: PLR2004 - display width
+
+
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
     # `scope` is a space-separated string (RFC 8693); some providers send a `scp` list.
+    # Anything else grants nothing.
     scope = claims.get("scope", claims.get("scp", ""))
-    items = scope.split() if isinstance(scope, str) else scope
-    return frozenset(str(item) for item in items)
+    items = scope.split() if isinstance(scope, str) else scope if isinstance(scope, list) else []
+    return frozenset(item for item in items if isinstance(item, str))
 
 
 def development_secret(settings: AuthSettings) -> str:

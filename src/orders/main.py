@@ -19,6 +19,7 @@ from core.logging import configure_logging
 from core.metrics import HttpMetrics, multiprocess
 from core.middleware import AccessMiddleware, RequestContextMiddleware
 from core.resources import open_resources
+from core.security import BearerTokenMiddleware
 from core.tracing import configure_tracing
 from orders.clients import downstreams
 from orders.events import published_events
@@ -53,6 +54,8 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     # Added last is outermost: the request id is set before the access line is written, and
     # every refusal below it is logged, counted and carries the headers.
     http = settings.http
+    # Innermost: a /v1 request without a valid token is refused before its body is read.
+    app.add_middleware(BearerTokenMiddleware, prefixes=[v1.prefix + "/"])
     app.add_middleware(GZipMiddleware, minimum_size=http.gzip_minimum_bytes)
     app.add_middleware(
         RequestGuardMiddleware,

@@ -1,6 +1,7 @@
 """Bearer tokens against the real app: RS256/ES256 keys from a JWKS served over HTTP, and HS256.
 
-Keys are generated here; the identity provider is a local HTTP server whose key set can change.
+Keys are generated in tests/core/identity.py; the identity provider is a local HTTP server whose
+key set can change.
 """
 
 import asyncio
@@ -11,17 +12,13 @@ import hmac
 import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import SecretStr
-from starlette.types import Receive, Scope, Send
 
 from core.settings import AuthSettings, Environment
 from core.tokens import (
@@ -33,76 +30,19 @@ from core.tokens import (
 )
 from orders.main import create_app
 from orders.settings import OrdersSettings
+from tests.core.identity import (
+    EC_KEY,
+    ISSUER,
+    RSA_KEY,
+    IdentityProvider,
+    SigningKey,
+    b64,
+    claims,
+    rsa_key,
+    trusting,
+)
 from tests.orders.clients.customers_service import serving
 from tests.support import bearer, free_port, serve_in_process
-
-ISSUER = "https://idp.test/"
-AUDIENCE = "orders-api"
-
-
-@dataclass
-class IdentityProvider:
-    """Serves `GET /jwks.json` from `keys`; counts the fetches."""
-
-    keys: list[dict[str, Any]] = field(default_factory=list)
-    fetches: int = 0
-    port: int = field(default_factory=free_port)
-
-    @property
-    def jwks_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/jwks.json"
-
-    async def __call__(self, scope: Scope, _receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        self.fetches += 1
-        body = json.dumps({"keys": self.keys}).encode()
-        headers = [(b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-@dataclass
-class SigningKey:
-    kid: str
-    algorithm: str
-    private: Any
-
-    def jwk(self) -> dict[str, Any]:
-        family = RSAAlgorithm if self.algorithm.startswith("RS") else ECAlgorithm
-        public = family.to_jwk(self.private.public_key(), as_dict=True)
-        return {**public, "kid": self.kid, "use": "sig", "alg": self.algorithm}
-
-    def sign(self, **overrides: Any) -> str:
-        return jwt.encode(
-            claims(**overrides), self.private, algorithm=self.algorithm, headers={"kid": self.kid}
-        )
-
-
-def claims(**overrides: Any) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC)
-    values = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": "user-42",
-        "scope": "orders:read orders:write",
-        "iat": now,
-        "exp": now + dt.timedelta(minutes=5),
-    }
-    values.update(overrides)
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def b64(value: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-
-def rsa_key(kid: str) -> SigningKey:
-    return SigningKey(kid, "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
-
-
-RSA_KEY = rsa_key("rsa-1")
-EC_KEY = SigningKey("ec-1", "ES256", ec.generate_private_key(ec.SECP256R1()))
 
 
 @pytest.fixture
@@ -113,14 +53,7 @@ async def idp() -> AsyncIterator[IdentityProvider]:
 
 @pytest.fixture
 async def api(database: OrdersSettings, idp: IdentityProvider) -> AsyncIterator[httpx.AsyncClient]:
-    auth = database.auth.model_copy(
-        update={
-            "jwks_url": idp.jwks_url,
-            "issuer": ISSUER,
-            "audience": AUDIENCE,
-            "jwks_refetch_seconds": 0,
-        }
-    )
+    auth = trusting(database.auth, idp, jwks_refetch_seconds=0)
     app = create_app(database.model_copy(update={"auth": auth}))
     async with serve_in_process(app, authenticated=False) as client:
         yield client
