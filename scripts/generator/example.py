@@ -38,6 +38,8 @@ EXAMPLE_FILES = (
     "tests/core/outbox/test_wakeups.py",
     "tests/core/brokers/test_drills.py",
     "tests/core/jetstream/test_broker.py",
+    # The docs describe the example: without it they name what went with it.
+    "tests/test_docs.py",
     # The HTTP benchmark measures the example's endpoints against a floor doing its SQL.
     "benchmarks/floor.py",
     "benchmarks/http.py",

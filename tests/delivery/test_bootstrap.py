@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.delivery.support import REPO, copy_of_repo
+from tests.delivery.support import copy_of_repo
 
 # What `make install` reads: the Makefile, its scripts, the project and its lock.
 PROJECT = (
