@@ -59,12 +59,18 @@ def _describe(annotation: object) -> str:
     return readable.get(name, name)
 
 
-def _default(value: object) -> object:
+def _default(value: object) -> str:
+    """The default as it is written in the environment (`.env`, a ConfigMap): booleans as
+    `true`/`false`, lists as JSON, nothing for none."""
     if hasattr(value, "get_secret_value"):
         return "(secret)" if value.get_secret_value() else ""
-    if isinstance(value, str | int | float | bool | list) or value is None:
-        return value
-    return str(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, Enum):
+        return str(value.value)
+    return "" if value is None else str(value)
 
 
 def http_reference() -> list[dict[str, Any]]:
@@ -106,10 +112,14 @@ def configuration_markdown(reference: list[dict[str, Any]]) -> str:
         "|---|---|---|---|",
     ]
     lines += [
-        f"| `{row['variable']}` | {row['type']} | `{row['default']}` | {row['description']} |"
+        f"| `{row['variable']}` | {row['type']} | {_cell(row['default'])} | {row['description']} |"
         for row in reference
     ]
     return "\n".join(lines) + "\n"
+
+
+def _cell(default: str) -> str:
+    return f"`{default}`" if default else "(empty)"
 
 
 def files() -> dict[Path, str]:
