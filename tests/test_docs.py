@@ -205,3 +205,22 @@ def test_every_log_event_named_is_logged_by_the_code() -> None:
 
     unknown = {(name, found) for name, found in each(event) if not logged(found)}
     assert unknown == set()
+
+
+def test_the_docs_speak_of_the_project_only() -> None:
+    """No work-tracking history in the docs: what they say must hold for whoever reads them."""
+    history = re.compile(r"\b(?:issue|session) \d+\b|\bthis session\b|\bthe development machine\b")
+    said = {(name, found[0]) for name, text, _ in DOCUMENTS for found in history.finditer(text)}
+    assert said == set()
+
+
+def test_every_dashboard_panel_named_exists() -> None:
+    dashboards = [json.loads(p.read_text()) for p in (REPO / "observability").rglob("*.json")]
+    panels = [panel for dashboard in dashboards for panel in dashboard.get("panels", [])]
+    titles = {panel.get("title") for panel in panels}
+    shown = json.dumps(panels)  # a metric a panel's query reads
+    named = re.compile(r"`([^`]+)` panels?\b|`([^`]+)`(?=(?:, `[^`]+`)* and `[^`]+` panels)")
+    unknown = {(name, found) for name, found in each(named, "text") if found not in titles}
+    assert {(name, found) for name, found in unknown if found not in shown} == set()
+    has_rows = any(panel.get("type") == "row" for panel in panels)
+    assert has_rows or not [name for name, text, _ in DOCUMENTS if "dashboard row" in text]
