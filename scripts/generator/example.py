@@ -49,6 +49,8 @@ EXAMPLE_FILES = (
     "benchmarks/wrk",
     "tests/benchmarks",
     "docs/events/schemas",
+    "docs/walkthrough.md",
+    "docs/api.md",
 )
 # Test folders of the example keep their package marker: `make resource` writes there.
 EXAMPLE_TEST_DIRS = ("routes", "services", "repositories", "clients", "consumers")
