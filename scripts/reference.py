@@ -168,7 +168,9 @@ def problems_markdown(rows: list[tuple[str, int, str, str]]) -> str:
         "| type | status | title | from |",
         "|---|---|---|---|",
     ]
-    lines += [f"| `{kind}` | {status} | {title} | {source} |" for kind, status, title, source in rows]
+    lines += [
+        f"| `{kind}` | {status} | {title} | {source} |" for kind, status, title, source in rows
+    ]
     return "\n".join(lines) + "\n"
 
 

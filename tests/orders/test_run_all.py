@@ -1,4 +1,4 @@
-"""`make run`'s three processes together, driven by the walkthrough's events (docs/walkthrough.md)."""
+"""`make run`'s three processes together, driven by the events of docs/walkthrough.md."""
 
 import os
 import signal
