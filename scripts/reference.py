@@ -143,7 +143,7 @@ def problems_reference() -> list[tuple[str, int, str, str]]:
         (f"/problems/{status.phrase.lower().replace(' ', '-')}", int(status), status.phrase, when)
         for status, when in FRAMEWORK_PROBLEMS.items()
     }
-    return sorted(rows, key=lambda row: (row[1], row[0]))
+    return sorted(rows, key=lambda row: (row[1], *row))
 
 
 def _subclasses(error: type[DomainError]) -> list[type[DomainError]]:
