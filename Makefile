@@ -1,10 +1,16 @@
-# Every target runs the locked tools through uv; uv itself is installed with pip when missing.
+# Every target runs the locked tools through uv. scripts/find-uv finds it, or installs it into
+# .tools when missing; its folder leads PATH, so the pre-commit hooks, the delivery checks and
+# every recipe below run that same uv.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export UV_PYTHON_DOWNLOADS := never
 
-UV := $(shell if uv --version >/dev/null 2>&1; then echo uv; \
-	else python3 -m pip install --quiet --disable-pip-version-check uv >&2 && echo "python3 -m uv"; fi)
+UV := $(shell scripts/find-uv)
+ifeq ($(UV),)
+$(error uv is missing and could not be installed; scripts/find-uv said why, above)
+endif
+export UV
+export PATH := $(dir $(UV)):$(PATH)
 RUN := $(UV) run --frozen
 
 .PHONY: help install run serve publish consume migrate revision resource catalogue reference test test-fast lint \

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.routing import iter_route_contexts
 
 import reference
@@ -92,3 +93,28 @@ def test_the_nats_names_are_those_the_adapter_uses() -> None:
         }
         assert rows[stream]["on_nats"]["durable_consumer"] == group
         assert exhausted_stream(stream, group) in rows
+
+
+def test_every_setting_is_described() -> None:
+    undescribed = [row["variable"] for row in load("settings.json") if not row["description"]]
+    assert undescribed == []
+
+
+def test_every_default_reads_back_as_written_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reference writes defaults as `.env` takes them: written back, each is the default."""
+    for row in load("settings.json"):
+        if row["default"] and row["default"] != "(secret)":
+            monkeypatch.setenv(row["variable"], row["default"])
+    written = OrdersSettings(_env_file=None).model_dump()
+    monkeypatch.undo()
+    assert written == OrdersSettings(_env_file=None).model_dump()
+
+
+def test_the_idempotent_operations_are_those_taking_the_header() -> None:
+    taking = {
+        f"{row['method']} {row['path']}" for row in load("http.json") if row["idempotency_key"]
+    }
+    listed = load("events.json").get("http_idempotency", {}).get("operations", [])
+    assert set(listed) == taking

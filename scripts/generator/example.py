@@ -42,6 +42,8 @@ EXAMPLE_FILES = (
     "tests/core/outbox/test_wakeups.py",
     "tests/core/brokers/test_drills.py",
     "tests/core/jetstream/test_broker.py",
+    # The docs describe the example: without it they name what went with it.
+    "tests/test_docs.py",
     # The HTTP benchmark measures the example's endpoints against a floor doing its SQL.
     "benchmarks/floor.py",
     "benchmarks/http.py",
@@ -51,6 +53,8 @@ EXAMPLE_FILES = (
     "benchmarks/wrk",
     "tests/benchmarks",
     "docs/events/schemas",
+    "docs/walkthrough.md",
+    "docs/api.md",
 )
 # Test folders of the example keep their package marker: `make resource` writes there.
 EXAMPLE_TEST_DIRS = ("routes", "services", "repositories", "clients", "consumers")

@@ -30,7 +30,9 @@ class DatabaseSettings(BaseModel):
     host: str = Field("127.0.0.1", description="PostgreSQL host.")
     port: Annotated[int, Field(ge=1, le=65535, description="PostgreSQL port.")] = 5432
     user: str = Field("postgres", description="Role to connect as.")
-    password: SecretStr = Field(SecretStr(""), description="Empty: trust or peer auth.")
+    password: SecretStr = Field(
+        SecretStr(""), description="Empty: no password (trust authentication on the host)."
+    )
     name: str = Field("app", description="Database; `orders migrate` creates it if missing.")
     pool_size: Annotated[int, Field(ge=1, description="Connections kept open per process.")] = 10
     max_overflow: Annotated[int, Field(ge=0, description="Extra connections under bursts.")] = 0
@@ -113,18 +115,31 @@ class HttpSettings(BaseModel):
 class HttpClientSettings(BaseModel):
     """Calls to other services: timeouts, retries and the circuit breaker, for every downstream."""
 
-    connect_timeout_seconds: Annotated[float, Field(gt=0)] = 1.0
-    read_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
+    connect_timeout_seconds: Annotated[
+        float, Field(gt=0, description="To open a connection to a downstream.")
+    ] = 1.0
+    read_timeout_seconds: Annotated[
+        float, Field(gt=0, description="For each read of one attempt's answer.")
+    ] = 2.0
     total_timeout_seconds: Annotated[
         float, Field(gt=0, description="For a call with all its retries.")
     ] = 5.0
-    max_connections: Annotated[int, Field(ge=1)] = 100
-    max_keepalive_connections: Annotated[int, Field(ge=0)] = 20
+    max_connections: Annotated[
+        int, Field(ge=1, description="Open connections per process, all downstreams together.")
+    ] = 100
+    max_keepalive_connections: Annotated[
+        int, Field(ge=0, description="Idle connections kept for reuse.")
+    ] = 20
     retries: Annotated[
         int, Field(ge=0, description="Idempotent calls only; on 502/503/504 and lost connections.")
     ] = 2
-    backoff_base_seconds: Annotated[float, Field(gt=0)] = 0.1
-    backoff_max_seconds: Annotated[float, Field(gt=0)] = 2.0
+    backoff_base_seconds: Annotated[
+        float, Field(gt=0, description="Wait before the first retry; doubles per retry, +-20%.")
+    ] = 0.1
+    backoff_max_seconds: Annotated[
+        float,
+        Field(gt=0, description="Cap of the doubling, before jitter; a longer Retry-After fails."),
+    ] = 2.0
     breaker_threshold: Annotated[
         int,
         Field(
@@ -188,8 +203,10 @@ class IdempotencySettings(BaseModel):
 class RateLimitSettings(BaseModel):
     """Requests per principal (per client address when anonymous) in a fixed window."""
 
-    enabled: bool = True
-    window_seconds: Annotated[int, Field(ge=1)] = 60
+    enabled: bool = Field(default=True, description="false: no limits, no Redis round trip.")
+    window_seconds: Annotated[
+        int, Field(ge=1, description="Length of one window; counts start again in the next.")
+    ] = 60
     reads: Annotated[int, Field(ge=1, description="Read requests per window.")] = 1200
     writes: Annotated[int, Field(ge=1, description="Write requests per window.")] = 300
     auth_failures: Annotated[
@@ -240,14 +257,26 @@ class EventsSettings(BaseModel):
 
 
 class OutboxSettings(BaseModel):
-    batch_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    batch_size: Annotated[
+        int, Field(ge=1, le=1000, description="Events published per claim, at most.")
+    ] = 100
     candidate_window: Annotated[int, Field(ge=1, description="Ready rows scanned for keys.")] = 200
-    poll_min_seconds: Annotated[float, Field(gt=0)] = 0.02
-    poll_max_seconds: Annotated[float, Field(gt=0)] = 1.0
-    publish_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    poll_min_seconds: Annotated[
+        float, Field(gt=0, description="Poll interval while events keep coming.")
+    ] = 0.02
+    poll_max_seconds: Annotated[
+        float, Field(gt=0, description="Poll interval when idle (doubling up to it); NOTIFY wakes.")
+    ] = 1.0
+    publish_timeout_seconds: Annotated[
+        float, Field(gt=0, description="For one call to the broker; past it the broker is away.")
+    ] = 5.0
     max_attempts: Annotated[int, Field(ge=1, description="Then the event is dead.")] = 10
-    backoff_base_seconds: Annotated[float, Field(gt=0)] = 1.0
-    backoff_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    backoff_base_seconds: Annotated[
+        float, Field(gt=0, description="Hold after an event's first refusal; doubles, +-20%.")
+    ] = 1.0
+    backoff_max_seconds: Annotated[
+        float, Field(gt=0, description="Cap of the doubling before jitter: holds up to 1.2x it.")
+    ] = 300.0
     poison_policy: Annotated[
         Literal["block", "skip"],
         Field(description="block: a dead event holds back its aggregate's later events."),
@@ -260,12 +289,20 @@ class OutboxSettings(BaseModel):
 
 class ConsumerSettings(BaseModel):
     group: str = Field("service", description="Redis consumer group; one per service.")
-    batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
-    block_ms: Annotated[int, Field(ge=1)] = 1000
+    batch_size: Annotated[
+        int, Field(ge=1, le=1000, description="Messages read per fetch, at most.")
+    ] = 50
+    block_ms: Annotated[
+        int, Field(ge=1, description="How long one read waits for new messages, in ms.")
+    ] = 1000
     max_retries: Annotated[int, Field(ge=0, description="Retries after the first attempt.")] = 3
     retry_base_seconds: Annotated[float, Field(gt=0, description="Doubles per retry.")] = 1.0
-    handler_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
-    dedup_ttl_seconds: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
+    handler_timeout_seconds: Annotated[
+        float, Field(gt=0, description="A handler running longer fails its attempt.")
+    ] = 10.0
+    dedup_ttl_seconds: Annotated[
+        int, Field(ge=60, description="How long Redis remembers a handled event id (lease key).")
+    ] = 7 * 24 * 3600
     metrics_port: Annotated[int, Field(ge=0, le=65535, description="0 disables it.")] = 9102
 
 

@@ -25,7 +25,9 @@ class CustomersSettings(BaseModel):
         Field(description="The customers service, e.g. http://customers:8000; unset: no check."),
     ] = None
     health_path: str = Field("/health", description="Probed by /health/ready.")
-    cache_ttl_seconds: Annotated[int, Field(ge=1)] = 60
+    cache_ttl_seconds: Annotated[
+        int, Field(ge=1, description="How long a known customer is cached in Redis.")
+    ] = 60
     negative_cache_ttl_seconds: Annotated[int, Field(ge=1, description="For unknown ids.")] = 10
 
     @field_validator("base_url")

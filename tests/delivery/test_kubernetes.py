@@ -286,3 +286,34 @@ def test_checkov_fails_a_pod_on_the_host_network(tmp_path: Path) -> None:
     status, output = delivery_check(root, "checkov")
     assert status == 1
     assert "CKV_K8S_19" in output  # containers sharing the host network namespace
+
+
+def test_the_docs_name_every_setting_taken_from_the_secret() -> None:
+    workloads = [m for m in rendered("prod") if m["kind"] in {"Deployment", "Job"}]
+    from_secret = {
+        env["name"]
+        for workload in workloads
+        for each in workload["spec"]["template"]["spec"]["containers"]
+        for env in each.get("env", [])
+        if "secretKeyRef" in env.get("valueFrom", {})
+    }
+    guide = (REPO / "docs" / "kubernetes.md").read_text()
+    settings_env = (REPO / BASE / "settings.env").read_text()
+    assert from_secret
+    assert {name for name in from_secret if f"`{name}`" not in guide} == set()
+    assert {name for name in from_secret if name not in settings_env} == set()
+
+
+def test_the_docs_name_every_port_a_network_policy_opens() -> None:
+    policies = [m for m in rendered("prod") if m["kind"] == "NetworkPolicy"]
+    ports = {
+        port["port"]
+        for policy in policies
+        for rule in policy["spec"].get("egress", [])
+        for port in rule.get("ports", [])
+        if isinstance(port["port"], int)
+    }
+    network = (REPO / "docs" / "kubernetes.md").read_text().split("**Network.**")[1]
+    network = network.split("\n- **")[0]
+    assert ports
+    assert {port for port in ports if not re.search(rf"\b{port}\b", network)} == set()

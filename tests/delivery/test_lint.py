@@ -11,7 +11,7 @@ import yaml
 
 from tests.delivery.support import REPO, make_variable, recipe
 
-LOCKED = "uv run --frozen "
+LOCKED = "scripts/uv run --frozen "
 HOOKS: list[dict[str, Any]] = [
     hook
     for repo in yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())["repos"]

@@ -15,7 +15,6 @@ COMPOSE_FILES = ("compose.yml", "compose-dev.yml")
 
 
 def docker_section(readme: str) -> str:
-    assert readme.index("## Docker") < readme.index("## Commands")
     return readme.split("## Docker\n", 1)[1].split("\n## ", 1)[0]
 
 

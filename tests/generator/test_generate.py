@@ -90,7 +90,8 @@ def test_without_the_example_only_the_core_and_an_empty_layout_remain(
     }
     events = json.loads((without_example / "m2m/events.json").read_text())
     assert events == {"consumed": [], "published": []}
-    assert "## Walkthrough" not in (without_example / "README.md").read_text()
+    assert not (without_example / "docs" / "walkthrough.md").exists()
+    assert "docs/walkthrough.md" not in (without_example / "README.md").read_text()
 
 
 def test_without_the_example_no_orders_is_left_in_the_code(without_example: Path) -> None:

@@ -1,4 +1,4 @@
-"""`make run`'s three processes together, driven by the README's event walkthrough."""
+"""`make run`'s three processes together, driven by the events of docs/walkthrough.md."""
 
 import os
 import signal
@@ -49,14 +49,14 @@ def test_an_order_flows_through_the_streams_as_the_readme_shows(
 ) -> None:
     ports, process = stack
     redis_port = database.redis.url.get_secret_value().rsplit(":", 1)[1].split("/")[0]
-    readme = Path("README.md").read_text()
-    script = readme.split("## Events, end to end", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    guide = Path("docs/walkthrough.md").read_text()
+    script = guide.split("## Events, end to end", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     script = (
         script.replace("localhost:8000", f"127.0.0.1:{ports['api']}")
         .replace("localhost:9101", f"127.0.0.1:{ports['publisher']}")
         .replace("localhost:9102", f"127.0.0.1:{ports['consumer']}")
         .replace("redis-cli ", f"redis-cli -p {redis_port} ")
-        .replace("uv run orders", f"{sys.executable} -m orders")
+        .replace(".venv/bin/orders", f"{sys.executable} -m orders")
     )
     result = subprocess.run(
         ["/bin/bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, check=False

@@ -1,4 +1,4 @@
-"""The README's walkthrough, run as written against the real server process."""
+"""The walkthrough (docs/walkthrough.md), run as written against the real server process."""
 
 import re
 import subprocess
@@ -11,12 +11,12 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_readme_walkthrough_runs_as_written(server: tuple[str, subprocess.Popen[bytes]]) -> None:
+def test_the_walkthrough_runs_as_written(server: tuple[str, subprocess.Popen[bytes]]) -> None:
     base_url, _ = server
-    readme = Path("README.md").read_text()
-    script = readme.split("## Walkthrough", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    guide = Path("docs/walkthrough.md").read_text()
+    script = guide.split("## The API", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     script = script.replace("localhost:8000", base_url.removeprefix("http://")).replace(
-        "uv run orders", f"{sys.executable} -m orders"
+        ".venv/bin/orders", f"{sys.executable} -m orders"
     )
     result = subprocess.run(
         ["/bin/bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, check=False
