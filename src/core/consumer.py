@@ -4,10 +4,15 @@
 - A processing lease in Redis (SET NX) keeps two consumers from running one event at once; a
   `done` marker answers duplicates. Handlers whose effect is in PostgreSQL also write an inbox
   row in the effect's transaction, which makes the effect happen once even past the marker's TTL.
-- A failed entry stays pending; the reclaimer claims it again after 1 s, 2 s, 4 s (Redis's own
-  idle clock, with jitter), and after the last retry moves it to `<stream>:dead-letter`,
-  atomically with its ack. Attempts are handler runs, counted in a Redis hash: a claim that
-  finds the event running elsewhere costs none. Undecodable entries are dead-lettered at once.
+- One entry at a time, in stream order: the batch read and the reclaimer's retries take turns.
+- Each consumer keeps a holder lease in Redis while it runs. Its pending entries are its own to
+  retry; another consumer claims them only once that lease has expired (the holder is gone),
+  never while the holder is still working through its batch.
+- A failed entry stays pending; the reclaimer claims it again 1 s, 2 s, 4 s after the failure
+  (Redis's own idle clock, with jitter), and after the last retry moves it to
+  `<stream>:dead-letter`, atomically with its ack. Attempts are handler runs, counted in a Redis
+  hash: a claim that finds the event running elsewhere costs none. Undecodable entries are
+  dead-lettered at once.
 """
 
 import asyncio
@@ -35,6 +40,9 @@ _ReadReply = list[tuple[bytes, _Entries]] | None
 DEAD_LETTER_SUFFIX = ":dead-letter"
 RECLAIM_INTERVAL_SECONDS = 0.25
 LEASE_MARGIN_SECONDS = 5.0
+# How long a consumer that stopped renewing is still taken to hold its entries: many renewals
+# long, so a loaded event loop is not mistaken for a dead process.
+HOLDER_LEASE_SECONDS = 3.0
 GAUGE_INTERVAL_SECONDS = 5.0
 
 
@@ -69,6 +77,8 @@ class StreamConsumer:
         self.group = settings.group
         # Outlives the handler (which times out), so only a dead consumer's lease lingers.
         self._lease_ms = int((settings.handler_timeout_seconds + LEASE_MARGIN_SECONDS) * 1000)
+        self._turn = asyncio.Lock()  # one entry at a time, whichever loop found it
+        self._in_hand: set[tuple[str, str]] = set()  # read, not yet handled: never reclaimed
 
     async def ensure_groups(self) -> None:
         """Create the group from the stream's start: nothing retained is skipped."""
@@ -82,7 +92,11 @@ class StreamConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the entry in hand is always finished first."""
         await self.ensure_groups()
-        reclaimer = asyncio.create_task(self._reclaim_until(stop))
+        await self._renew_holder_lease()
+        helpers = [
+            asyncio.create_task(self._reclaim_until(stop)),
+            asyncio.create_task(self._hold_until(stop)),
+        ]
         try:
             while not stop.is_set():
                 try:
@@ -93,7 +107,10 @@ class StreamConsumer:
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
         finally:
             stop.set()
-            await reclaimer
+            await asyncio.gather(*helpers)
+            # What it leaves pending is for the others to take now, not once the lease expires.
+            with contextlib.suppress(RedisError):
+                await self._redis.delete(self._holder_key(self.name))
         log.info("consumer.stopped", consumer=self.name)
 
     async def read_once(self, stop: asyncio.Event | None = None) -> int:
@@ -105,13 +122,23 @@ class StreamConsumer:
             count=self._settings.batch_size,
             block=self._settings.block_ms,
         )
+        batch = [
+            Delivery(stream.decode(), entry_id.decode(), fields)
+            for stream, entries in response or []
+            for entry_id, fields in entries
+        ]
+        self._in_hand.update((delivery.stream, delivery.entry_id) for delivery in batch)
         handled = 0
-        for stream, entries in response or []:
-            for entry_id, fields in entries:
+        try:
+            for delivery in batch:
                 if stop is not None and stop.is_set():
-                    return handled  # the rest stay pending: reclaimed after the restart
-                await self.handle(Delivery(stream.decode(), entry_id.decode(), fields))
+                    break  # the rest stay pending, for the others once this one has stopped
+                async with self._turn:
+                    await self.handle(delivery)
+                self._in_hand.discard((delivery.stream, delivery.entry_id))
                 handled += 1
+        finally:
+            self._in_hand.difference_update((d.stream, d.entry_id) for d in batch)
         return handled
 
     async def reclaim_once(self) -> int:
@@ -122,6 +149,9 @@ class StreamConsumer:
             pending: list[dict[str, Any]] = await self._redis.xpending_range(
                 stream, self.group, min="-", max="+", count=100, idle=int(base_ms * 0.8)
             )
+            if not pending:
+                continue
+            pending = await self._reclaimable(stream, pending)
             if not pending:
                 continue
             runs = await self._redis.hmget(
@@ -143,9 +173,40 @@ class StreamConsumer:
                     message_ids=[entry["message_id"]],
                 )
                 for entry_id, fields in result:
-                    await self.handle(Delivery(stream, entry_id.decode(), fields))
+                    async with self._turn:
+                        await self.handle(Delivery(stream, entry_id.decode(), fields))
                     claimed += 1
         return claimed
+
+    async def _reclaimable(
+        self, stream: str, pending: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Its own entries not in hand (they failed), and those of consumers that are gone."""
+        owners = list(dict.fromkeys(entry["consumer"].decode() for entry in pending))
+        leases = await self._redis.mget([self._holder_key(owner) for owner in owners])
+        held = {owner for owner, lease in zip(owners, leases, strict=True) if lease}
+        held.discard(self.name)
+        return [
+            entry
+            for entry in pending
+            if entry["consumer"].decode() not in held
+            and (stream, entry["message_id"].decode()) not in self._in_hand
+        ]
+
+    async def _renew_holder_lease(self) -> None:
+        await self._redis.set(self._holder_key(self.name), "1", px=int(HOLDER_LEASE_SECONDS * 1000))
+
+    async def _hold_until(self, stop: asyncio.Event) -> None:
+        """Renew the holder lease apart from the handlers, however long one of them runs."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=HOLDER_LEASE_SECONDS / 6)
+            if stop.is_set():
+                return
+            try:
+                await self._renew_holder_lease()
+            except RedisError as error:
+                log.warning("consumer.redis_unavailable", error=str(error))
 
     async def refresh_gauges(self) -> None:
         for stream in self._streams:
@@ -216,6 +277,9 @@ class StreamConsumer:
 
     def _lease_key(self, event: CloudEvent) -> str:
         return f"dedup:{self.group}:{event.source}:{event.id}"
+
+    def _holder_key(self, consumer: str) -> str:
+        return f"holder:{self.group}:{consumer}"
 
     def _attempts_key(self, stream: str) -> str:
         return f"attempts:{self.group}:{stream}"
