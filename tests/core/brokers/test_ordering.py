@@ -2,6 +2,7 @@
 nothing it still holds is handed to anyone else."""
 
 import asyncio
+import itertools
 import time
 
 from core.events import CloudEvent
@@ -33,7 +34,7 @@ def overlapping(spans: Spans) -> list[tuple[str, str]]:
     ordered = sorted(spans, key=lambda span: span[2])
     return [
         (earlier[1], later[1])
-        for earlier, later in zip(ordered, ordered[1:], strict=False)
+        for earlier, later in itertools.pairwise(ordered)
         if later[2] < earlier[3]
     ]
 
