@@ -92,7 +92,6 @@ class StreamConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the entry in hand is always finished first."""
         await self.ensure_groups()
-        await self._renew_holder_lease()
         helpers = [
             asyncio.create_task(self._reclaim_until(stop)),
             asyncio.create_task(self._hold_until(stop)),
@@ -115,6 +114,7 @@ class StreamConsumer:
 
     async def read_once(self, stop: asyncio.Event | None = None) -> int:
         """Read and handle new entries; returns how many were handled."""
+        await self._renew_holder_lease()  # before taking entries: they are held from the start
         response: _ReadReply = await self._redis.xreadgroup(  # type: ignore[assignment]
             self.group,
             self.name,
@@ -286,14 +286,29 @@ class StreamConsumer:
 
     async def _lease(self, delivery: Delivery, event: CloudEvent) -> bool:
         """Take the processing lease; False when the event is done or running elsewhere."""
-        key = self._lease_key(event)
-        if await self._redis.set(key, f"processing:{self.name}", nx=True, px=self._lease_ms):
+        key, mine = self._lease_key(event), f"processing:{self.name}"
+        if await self._redis.set(key, mine, nx=True, px=self._lease_ms):
             return True
-        if await self._redis.get(key) == b"done":
+        seen: bytes | None = await self._redis.get(key)  # type: ignore[assignment]
+        if seen == b"done":
             await self._ack(delivery, "duplicate")
-        else:
-            self.metrics.messages.labels(delivery.stream, "in_progress_elsewhere").inc()
+            return False
+        # Its holder died mid-handler: waiting out the lease would let the entries after it, of
+        # the same key, go first. Taken over unless another consumer did so already.
+        holder = (seen or b"").decode().removeprefix("processing:")
+        if (
+            seen is not None
+            and await self._holder_gone(holder)
+            and await self._redis.set(key, mine, xx=True, px=self._lease_ms, get=True) == seen
+        ):
+            return True
+        self.metrics.messages.labels(delivery.stream, "in_progress_elsewhere").inc()
         return False
+
+    async def _holder_gone(self, consumer: str) -> bool:
+        """True for a consumer whose holder lease expired, and for this one: it handles one
+        entry at a time, so a lease of its own is left from an earlier run."""
+        return consumer == self.name or not await self._redis.exists(self._holder_key(consumer))
 
     async def _finish(self, delivery: Delivery, event: CloudEvent, result: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipeline:
