@@ -238,8 +238,8 @@ class StreamConsumer:
             await self._dead_letter(delivery, f"undecodable: {error}")
             return
         handler = self._handlers.get(event.type)
-        if handler is None:
-            await self._ack(delivery, "skipped")
+        if handler is None:  # a type, or a version, this service has not learnt yet
+            await self._dead_letter(delivery, f"no handler for type {event.type}")
             return
         if not await self._lease(delivery, event):
             return

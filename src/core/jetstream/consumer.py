@@ -176,9 +176,8 @@ class JetStreamConsumer:
             await self._dead_letter(topic, message, f"undecodable: {error}", attempts=0)
             return
         handler = self._handlers.get(event.type)
-        if handler is None:
-            await message.ack_sync()
-            self.metrics.messages.labels(topic, "skipped").inc()
+        if handler is None:  # a type, or a version, this service has not learnt yet
+            await self._dead_letter(topic, message, f"no handler for type {event.type}", 0)
             return
         outcome = await apply(
             handler,
