@@ -104,6 +104,38 @@ async def test_a_handler_that_always_fails_gets_four_attempts_then_one_dead_lett
     assert await broker.outstanding(STREAM, GROUP) == 0
 
 
+async def test_the_retry_backoff_counts_from_the_failure_not_from_the_delivery(
+    broker: BrokerHarness, new_consumer: NewConsumer
+) -> None:
+    runs: list[tuple[float, float]] = []
+
+    async def fail_slowly(_: CloudEvent) -> None:
+        started = time.monotonic()
+        await asyncio.sleep(0.5)  # longer than the first backoffs
+        runs.append((started, time.monotonic()))
+        raise RuntimeError("downstream is slow and broken")
+
+    consumer = new_consumer(fail_slowly, retry_base_seconds=0.25, handler_timeout_seconds=2)
+    await consumer.ensure_groups()
+    await broker.publish(STREAM, event())
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed goal
+        while not await broker.dead_letters().entries(STREAM):
+            assert time.monotonic() < deadline, "never dead-lettered"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    assert len(runs) == 4
+    waits = [later[0] - earlier[1] for earlier, later in itertools.pairwise(runs)]
+    # From each failure: about 0.25 s, 0.5 s, 1 s, never sooner than less its 20% jitter.
+    assert [wait >= 0.8 * base for wait, base in zip(waits, (0.25, 0.5, 1.0), strict=True)] == [
+        True
+    ] * 3, waits
+
+
 @pytest.mark.parametrize(
     "failures",
     [[ConnectionError("try again")] * 2, [ConcurrentUpdateError()]],
