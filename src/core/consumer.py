@@ -272,8 +272,18 @@ class StreamConsumer:
             return
         if attempt > self._settings.max_retries:
             await self._dead_letter(delivery, f"failed: {outcome.error!r}", attempts=attempt)
-        else:
-            self.metrics.messages.labels(delivery.stream, "retry").inc()
+            return
+        # The backoff is read off the entry's idle time: restart it, so it counts from this
+        # failure rather than from the delivery (JUSTID leaves the delivery count alone).
+        await self._redis.xclaim(
+            delivery.stream,
+            self.group,
+            self.name,
+            min_idle_time=0,
+            message_ids=[delivery.entry_id],
+            justid=True,
+        )
+        self.metrics.messages.labels(delivery.stream, "retry").inc()
 
     def _lease_key(self, event: CloudEvent) -> str:
         return f"dedup:{self.group}:{event.source}:{event.id}"
