@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orders.settings import OrdersSettings
-from tests.brokers import BrokerHarness
+from tests.brokers import BrokerHarness, RedisHarness
 from tests.core.brokers import drill_consumer
 from tests.core.brokers.conftest import GROUP, STREAM, event
 from tests.core.brokers.test_drills import stop
@@ -118,3 +118,54 @@ async def test_a_consumer_killed_mid_batch_is_taken_over_once_and_in_order(
     for key in range(keys):
         sequences = [row[2] for row in rows if row[1] == f"k{key}"]
         assert sequences == list(range(1, versions + 1)), f"k{key}"
+
+
+async def stopped_by_sigterm(
+    engine: AsyncEngine, consumer: subprocess.Popen[bytes]
+) -> tuple[int, int, bytes]:
+    """SIGTERM once the consumer has applied a few; effects then, effects after, its output."""
+    deadline = time.monotonic() + 120  # bounds on the loops, not speed goals
+    while len(await applied(engine)) < 2:
+        assert consumer.poll() is None, "the consumer exited"
+        assert time.monotonic() < deadline, "the consumer never got going"
+        await asyncio.sleep(0.01)
+    consumer.send_signal(signal.SIGTERM)
+    at_signal = len(await applied(engine))
+    output = stop(consumer)  # exit 0, within a bound far above any grace period
+    return at_signal, len(await applied(engine)), output
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("effects_table")
+async def test_sigterm_stops_the_consumer_after_the_message_in_hand(
+    engine: AsyncEngine, broker: BrokerHarness
+) -> None:
+    await broker.publish(STREAM, *(event(f"evt-{n}") for n in range(50)))
+    consumer = start_consumer(broker.settings, 0.3, **FAST_TAKEOVER)
+    await wait_until_ready(consumer)
+    go(consumer)
+    at_signal, after, output = await stopped_by_sigterm(engine, consumer)
+    assert after <= at_signal + 1  # the one in hand is finished; the backlog is left
+    assert b"consumer.stopped" in output
+    assert await broker.outstanding(STREAM, GROUP) == 50 - after  # left for the next one
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("effects_table")
+async def test_sigterm_stops_a_redis_consumer_in_the_middle_of_a_long_reclaim(
+    engine: AsyncEngine, database: OrdersSettings
+) -> None:
+    broker = RedisHarness(database)  # only Redis reclaims: JetStream redelivers by itself
+    try:
+        await broker.consumer(STREAM, {}, database.consumer, "setup").ensure_groups()
+        await broker.publish(STREAM, *(event(f"evt-{n}") for n in range(50)))
+        for _ in range(50):  # read by a consumer that died at once: all fifty are to reclaim
+            await broker.abandon_one(STREAM, GROUP)
+        consumer = start_consumer(broker.settings, 0.3, **FAST_TAKEOVER)
+        await wait_until_ready(consumer)
+        go(consumer)
+        at_signal, after, output = await stopped_by_sigterm(engine, consumer)
+    finally:
+        await broker.close()
+    assert after <= at_signal + 1
+    assert b"consumer.stopped" in output
