@@ -141,8 +141,9 @@ class StreamConsumer:
             self._in_hand.difference_update((d.stream, d.entry_id) for d in batch)
         return handled
 
-    async def reclaim_once(self) -> int:
-        """Claim the entries whose backoff has passed: failed ones, and a dead consumer's."""
+    async def reclaim_once(self, stop: asyncio.Event | None = None) -> int:
+        """Claim the entries whose backoff has passed: failed ones, and a dead consumer's.
+        Once `stop` is set, nothing more is claimed: the rest wait for the next consumer."""
         claimed = 0
         base_ms = self._settings.retry_base_seconds * 1000
         for stream in self._streams:
@@ -158,6 +159,8 @@ class StreamConsumer:
                 self._attempts_key(stream), [entry["message_id"] for entry in pending]
             )
             for entry, ran in zip(pending, runs, strict=True):
+                if stop is not None and stop.is_set():
+                    return claimed
                 # Backoff by handler runs, not by deliveries: a claim that found the event
                 # running elsewhere is no attempt.
                 done = int(ran or 0)
@@ -222,7 +225,7 @@ class StreamConsumer:
                 if time.monotonic() >= gauges_due:
                     gauges_due = time.monotonic() + GAUGE_INTERVAL_SECONDS
                     await self.refresh_gauges()
-                await self.reclaim_once()
+                await self.reclaim_once(stop)
             except Exception:  # the reclaimer must outlive any one bad entry or outage
                 log.exception("consumer.reclaim_failed")
             with contextlib.suppress(TimeoutError):
