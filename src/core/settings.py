@@ -258,6 +258,14 @@ class ConsumerSettings(BaseModel):
     retry_base_seconds: Annotated[float, Field(gt=0, description="Doubles per retry.")] = 1.0
     handler_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     dedup_ttl_seconds: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
+    inbox_retention_seconds: Annotated[
+        int,
+        Field(
+            ge=3600,
+            description="How long the database inbox remembers an applied event; the consumer "
+            "purges older rows. At least the longest redelivery, dead-letter replays included.",
+        ),
+    ] = 7 * 24 * 3600
     metrics_port: Annotated[int, Field(ge=0, le=65535, description="0 disables it.")] = 9102
 
 
