@@ -5,9 +5,8 @@
   `done` marker answers duplicates. Handlers whose effect is in PostgreSQL also write an inbox
   row in the effect's transaction, which makes the effect happen once even past the marker's TTL.
 - One entry at a time, in stream order: the batch read and the reclaimer's retries take turns.
-- Each consumer keeps a holder lease in Redis while it runs. Its pending entries are its own to
-  retry; another consumer claims them only once that lease has expired (the holder is gone),
-  never while the holder is still working through its batch.
+- Each consumer holds its pending entries while it runs (core.holders): another claims them
+  only once their holder is gone, never while it is still working through its batch.
 - A failed entry stays pending; the reclaimer claims it again 1 s, 2 s, 4 s after the failure
   (Redis's own idle clock, with jitter), and after the last retry moves it to
   `<stream>:dead-letter`, atomically with its ack. Attempts are handler runs, counted in a Redis
@@ -29,6 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from core.events import CloudEvent
 from core.handling import Handler, Outcome, PermanentError, Verdict, apply, record_finished
+from core.holders import Holders, Lease
 from core.metrics import ConsumerMetrics
 from core.settings import ConsumerSettings
 
@@ -40,9 +40,6 @@ _ReadReply = list[tuple[bytes, _Entries]] | None
 DEAD_LETTER_SUFFIX = ":dead-letter"
 RECLAIM_INTERVAL_SECONDS = 0.25
 LEASE_MARGIN_SECONDS = 5.0
-# How long a consumer that stopped renewing is still taken to hold its entries: many renewals
-# long, so a loaded event loop is not mistaken for a dead process.
-HOLDER_LEASE_SECONDS = 3.0
 GAUGE_INTERVAL_SECONDS = 5.0
 
 
@@ -75,8 +72,9 @@ class StreamConsumer:
         self.metrics = metrics
         self.name = name
         self.group = settings.group
-        # Outlives the handler (which times out), so only a dead consumer's lease lingers.
-        self._lease_ms = int((settings.handler_timeout_seconds + LEASE_MARGIN_SECONDS) * 1000)
+        # The processing lease outlives the handler (which times out first).
+        processing = settings.handler_timeout_seconds + LEASE_MARGIN_SECONDS
+        self._holders = Holders(redis, self.group, name, processing)
         self._turn = asyncio.Lock()  # one entry at a time, whichever loop found it
         self._in_hand: set[tuple[str, str]] = set()  # read, not yet handled: never reclaimed
 
@@ -94,7 +92,7 @@ class StreamConsumer:
         await self.ensure_groups()
         helpers = [
             asyncio.create_task(self._reclaim_until(stop)),
-            asyncio.create_task(self._hold_until(stop)),
+            asyncio.create_task(self._holders.renew_until(stop)),
         ]
         try:
             while not stop.is_set():
@@ -107,14 +105,11 @@ class StreamConsumer:
         finally:
             stop.set()
             await asyncio.gather(*helpers)
-            # What it leaves pending is for the others to take now, not once the lease expires.
-            with contextlib.suppress(RedisError):
-                await self._redis.delete(self._holder_key(self.name))
         log.info("consumer.stopped", consumer=self.name)
 
     async def read_once(self, stop: asyncio.Event | None = None) -> int:
         """Read and handle new entries; returns how many were handled."""
-        await self._renew_holder_lease()  # before taking entries: they are held from the start
+        await self._holders.renew()  # before taking entries: they are held from the start
         response: _ReadReply = await self._redis.xreadgroup(  # type: ignore[assignment]
             self.group,
             self.name,
@@ -185,31 +180,13 @@ class StreamConsumer:
         self, stream: str, pending: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         """Its own entries not in hand (they failed), and those of consumers that are gone."""
-        owners = list(dict.fromkeys(entry["consumer"].decode() for entry in pending))
-        leases = await self._redis.mget([self._holder_key(owner) for owner in owners])
-        held = {owner for owner, lease in zip(owners, leases, strict=True) if lease}
-        held.discard(self.name)
+        held = await self._holders.alive(entry["consumer"].decode() for entry in pending)
         return [
             entry
             for entry in pending
             if entry["consumer"].decode() not in held
             and (stream, entry["message_id"].decode()) not in self._in_hand
         ]
-
-    async def _renew_holder_lease(self) -> None:
-        await self._redis.set(self._holder_key(self.name), "1", px=int(HOLDER_LEASE_SECONDS * 1000))
-
-    async def _hold_until(self, stop: asyncio.Event) -> None:
-        """Renew the holder lease apart from the handlers, however long one of them runs."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=HOLDER_LEASE_SECONDS / 6)
-            if stop.is_set():
-                return
-            try:
-                await self._renew_holder_lease()
-            except RedisError as error:
-                log.warning("consumer.redis_unavailable", error=str(error))
 
     async def refresh_gauges(self) -> None:
         for stream in self._streams:
@@ -291,37 +268,19 @@ class StreamConsumer:
     def _lease_key(self, event: CloudEvent) -> str:
         return f"dedup:{self.group}:{event.source}:{event.id}"
 
-    def _holder_key(self, consumer: str) -> str:
-        return f"holder:{self.group}:{consumer}"
-
     def _attempts_key(self, stream: str) -> str:
         return f"attempts:{self.group}:{stream}"
 
     async def _lease(self, delivery: Delivery, event: CloudEvent) -> bool:
         """Take the processing lease; False when the event is done or running elsewhere."""
-        key, mine = self._lease_key(event), f"processing:{self.name}"
-        if await self._redis.set(key, mine, nx=True, px=self._lease_ms):
-            return True
-        seen: bytes | None = await self._redis.get(key)  # type: ignore[assignment]
-        if seen == b"done":
-            await self._ack(delivery, "duplicate")
-            return False
-        # Its holder died mid-handler: waiting out the lease would let the entries after it, of
-        # the same key, go first. Taken over unless another consumer did so already.
-        holder = (seen or b"").decode().removeprefix("processing:")
-        if (
-            seen is not None
-            and await self._holder_gone(holder)
-            and await self._redis.set(key, mine, xx=True, px=self._lease_ms, get=True) == seen
-        ):
-            return True
-        self.metrics.messages.labels(delivery.stream, "in_progress_elsewhere").inc()
+        match await self._holders.take(self._lease_key(event)):
+            case Lease.TAKEN:
+                return True
+            case Lease.DONE:
+                await self._ack(delivery, "duplicate")
+            case Lease.BUSY:
+                self.metrics.messages.labels(delivery.stream, "in_progress_elsewhere").inc()
         return False
-
-    async def _holder_gone(self, consumer: str) -> bool:
-        """True for a consumer whose holder lease expired, and for this one: it handles one
-        entry at a time, so a lease of its own is left from an earlier run."""
-        return consumer == self.name or not await self._redis.exists(self._holder_key(consumer))
 
     async def _finish(self, delivery: Delivery, event: CloudEvent, result: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipeline:
