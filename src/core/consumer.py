@@ -35,7 +35,7 @@ from core.settings import ConsumerSettings
 log = structlog.get_logger(__name__)
 __all__ = ["Delivery", "Handler", "PermanentError", "StreamConsumer", "dead_letter_stream"]
 
-_Entries = list[tuple[bytes, dict[bytes, bytes] | None]]
+_Entries = list[tuple[bytes, dict[bytes, bytes] | None]]  # None: trimmed
 _ReadReply = list[tuple[bytes, _Entries]] | None
 DEAD_LETTER_SUFFIX = ":dead-letter"
 RECLAIM_INTERVAL_SECONDS = 0.25
@@ -170,9 +170,13 @@ class StreamConsumer:
                     min_idle_time=wait_ms,
                     message_ids=[entry["message_id"]],
                 )
-                for entry_id, fields in result:
+                entry_id = entry["message_id"].decode()
+                if not result and not await self._redis.xrange(stream, entry_id, entry_id):
+                    # Trimmed while pending: Redis drops it from the group without a word.
+                    result = [(entry["message_id"], None)]
+                for _, fields in result:
                     async with self._turn:
-                        await self.handle(Delivery(stream, entry_id.decode(), fields))
+                        await self.handle(Delivery(stream, entry_id, fields))
                     claimed += 1
         return claimed
 
