@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
@@ -66,7 +67,7 @@ async def wait_until_ready(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-async def effects_table(engine: AsyncEngine) -> None:
+async def effects_table(engine: AsyncEngine) -> AsyncIterator[None]:
     async with engine.begin() as connection:
         await connection.execute(text(drill_consumer.CREATE))
     yield
