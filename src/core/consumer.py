@@ -4,10 +4,14 @@
 - A processing lease in Redis (SET NX) keeps two consumers from running one event at once; a
   `done` marker answers duplicates. Handlers whose effect is in PostgreSQL also write an inbox
   row in the effect's transaction, which makes the effect happen once even past the marker's TTL.
-- A failed entry stays pending; the reclaimer claims it again after 1 s, 2 s, 4 s (Redis's own
-  idle clock, with jitter), and after the last retry moves it to `<stream>:dead-letter`,
-  atomically with its ack. Attempts are handler runs, counted in a Redis hash: a claim that
-  finds the event running elsewhere costs none. Undecodable entries are dead-lettered at once.
+- One entry at a time, in stream order: the batch read and the reclaimer's retries take turns.
+- Each consumer holds its pending entries while it runs (core.holders): another claims them
+  only once their holder is gone, never while it is still working through its batch.
+- A failed entry stays pending; the reclaimer claims it again 1 s, 2 s, 4 s after the failure
+  (Redis's own idle clock, with jitter), and after the last retry moves it to
+  `<stream>:dead-letter`, atomically with its ack. Attempts are handler runs, counted in a Redis
+  hash: a claim that finds the event running elsewhere costs none. Undecodable entries are
+  dead-lettered at once.
 """
 
 import asyncio
@@ -24,13 +28,14 @@ from redis.exceptions import RedisError, ResponseError
 
 from core.events import CloudEvent
 from core.handling import Handler, Outcome, PermanentError, Verdict, apply, record_finished
+from core.holders import Holders, Lease
 from core.metrics import ConsumerMetrics
 from core.settings import ConsumerSettings
 
 log = structlog.get_logger(__name__)
 __all__ = ["Delivery", "Handler", "PermanentError", "StreamConsumer", "dead_letter_stream"]
 
-_Entries = list[tuple[bytes, dict[bytes, bytes] | None]]
+_Entries = list[tuple[bytes, dict[bytes, bytes] | None]]  # None: trimmed
 _ReadReply = list[tuple[bytes, _Entries]] | None
 DEAD_LETTER_SUFFIX = ":dead-letter"
 RECLAIM_INTERVAL_SECONDS = 0.25
@@ -67,8 +72,11 @@ class StreamConsumer:
         self.metrics = metrics
         self.name = name
         self.group = settings.group
-        # Outlives the handler (which times out), so only a dead consumer's lease lingers.
-        self._lease_ms = int((settings.handler_timeout_seconds + LEASE_MARGIN_SECONDS) * 1000)
+        # The processing lease outlives the handler (which times out first).
+        processing = settings.handler_timeout_seconds + LEASE_MARGIN_SECONDS
+        self._holders = Holders(redis, self.group, name, processing)
+        self._turn = asyncio.Lock()  # one entry at a time, whichever loop found it
+        self._in_hand: set[tuple[str, str]] = set()  # read, not yet handled: never reclaimed
 
     async def ensure_groups(self) -> None:
         """Create the group from the stream's start: nothing retained is skipped."""
@@ -82,7 +90,10 @@ class StreamConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the entry in hand is always finished first."""
         await self.ensure_groups()
-        reclaimer = asyncio.create_task(self._reclaim_until(stop))
+        helpers = [
+            asyncio.create_task(self._reclaim_until(stop)),
+            asyncio.create_task(self._holders.renew_until(stop)),
+        ]
         try:
             while not stop.is_set():
                 try:
@@ -93,11 +104,12 @@ class StreamConsumer:
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
         finally:
             stop.set()
-            await reclaimer
+            await asyncio.gather(*helpers)
         log.info("consumer.stopped", consumer=self.name)
 
     async def read_once(self, stop: asyncio.Event | None = None) -> int:
         """Read and handle new entries; returns how many were handled."""
+        await self._holders.renew()  # before taking entries: they are held from the start
         response: _ReadReply = await self._redis.xreadgroup(  # type: ignore[assignment]
             self.group,
             self.name,
@@ -105,17 +117,28 @@ class StreamConsumer:
             count=self._settings.batch_size,
             block=self._settings.block_ms,
         )
+        batch = [
+            Delivery(stream.decode(), entry_id.decode(), fields)
+            for stream, entries in response or []
+            for entry_id, fields in entries
+        ]
+        self._in_hand.update((delivery.stream, delivery.entry_id) for delivery in batch)
         handled = 0
-        for stream, entries in response or []:
-            for entry_id, fields in entries:
+        try:
+            for delivery in batch:
                 if stop is not None and stop.is_set():
-                    return handled  # the rest stay pending: reclaimed after the restart
-                await self.handle(Delivery(stream.decode(), entry_id.decode(), fields))
+                    break  # the rest stay pending, for the others once this one has stopped
+                async with self._turn:
+                    await self.handle(delivery)
+                self._in_hand.discard((delivery.stream, delivery.entry_id))
                 handled += 1
+        finally:
+            self._in_hand.difference_update((d.stream, d.entry_id) for d in batch)
         return handled
 
-    async def reclaim_once(self) -> int:
-        """Claim the entries whose backoff has passed: failed ones, and a dead consumer's."""
+    async def reclaim_once(self, stop: asyncio.Event | None = None) -> int:
+        """Claim the entries whose backoff has passed: failed ones, and a dead consumer's.
+        Once `stop` is set, nothing more is claimed: the rest wait for the next consumer."""
         claimed = 0
         base_ms = self._settings.retry_base_seconds * 1000
         for stream in self._streams:
@@ -124,10 +147,15 @@ class StreamConsumer:
             )
             if not pending:
                 continue
+            pending = await self._reclaimable(stream, pending)
+            if not pending:
+                continue
             runs = await self._redis.hmget(
                 self._attempts_key(stream), [entry["message_id"] for entry in pending]
             )
             for entry, ran in zip(pending, runs, strict=True):
+                if stop is not None and stop.is_set():
+                    return claimed
                 # Backoff by handler runs, not by deliveries: a claim that found the event
                 # running elsewhere is no attempt.
                 done = int(ran or 0)
@@ -142,10 +170,27 @@ class StreamConsumer:
                     min_idle_time=wait_ms,
                     message_ids=[entry["message_id"]],
                 )
-                for entry_id, fields in result:
-                    await self.handle(Delivery(stream, entry_id.decode(), fields))
+                entry_id = entry["message_id"].decode()
+                if not result and not await self._redis.xrange(stream, entry_id, entry_id):
+                    # Trimmed while pending: Redis drops it from the group without a word.
+                    result = [(entry["message_id"], None)]
+                for _, fields in result:
+                    async with self._turn:
+                        await self.handle(Delivery(stream, entry_id, fields))
                     claimed += 1
         return claimed
+
+    async def _reclaimable(
+        self, stream: str, pending: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Its own entries not in hand (they failed), and those of consumers that are gone."""
+        held = await self._holders.alive(entry["consumer"].decode() for entry in pending)
+        return [
+            entry
+            for entry in pending
+            if entry["consumer"].decode() not in held
+            and (stream, entry["message_id"].decode()) not in self._in_hand
+        ]
 
     async def refresh_gauges(self) -> None:
         for stream in self._streams:
@@ -161,7 +206,7 @@ class StreamConsumer:
                 if time.monotonic() >= gauges_due:
                     gauges_due = time.monotonic() + GAUGE_INTERVAL_SECONDS
                     await self.refresh_gauges()
-                await self.reclaim_once()
+                await self.reclaim_once(stop)
             except Exception:  # the reclaimer must outlive any one bad entry or outage
                 log.exception("consumer.reclaim_failed")
             with contextlib.suppress(TimeoutError):
@@ -177,8 +222,8 @@ class StreamConsumer:
             await self._dead_letter(delivery, f"undecodable: {error}")
             return
         handler = self._handlers.get(event.type)
-        if handler is None:
-            await self._ack(delivery, "skipped")
+        if handler is None:  # a type, or a version, this service has not learnt yet
+            await self._dead_letter(delivery, f"no handler for type {event.type}")
             return
         if not await self._lease(delivery, event):
             return
@@ -211,8 +256,18 @@ class StreamConsumer:
             return
         if attempt > self._settings.max_retries:
             await self._dead_letter(delivery, f"failed: {outcome.error!r}", attempts=attempt)
-        else:
-            self.metrics.messages.labels(delivery.stream, "retry").inc()
+            return
+        # The backoff is read off the entry's idle time: restart it, so it counts from this
+        # failure rather than from the delivery (JUSTID leaves the delivery count alone).
+        await self._redis.xclaim(
+            delivery.stream,
+            self.group,
+            self.name,
+            min_idle_time=0,
+            message_ids=[delivery.entry_id],
+            justid=True,
+        )
+        self.metrics.messages.labels(delivery.stream, "retry").inc()
 
     def _lease_key(self, event: CloudEvent) -> str:
         return f"dedup:{self.group}:{event.source}:{event.id}"
@@ -222,13 +277,13 @@ class StreamConsumer:
 
     async def _lease(self, delivery: Delivery, event: CloudEvent) -> bool:
         """Take the processing lease; False when the event is done or running elsewhere."""
-        key = self._lease_key(event)
-        if await self._redis.set(key, f"processing:{self.name}", nx=True, px=self._lease_ms):
-            return True
-        if await self._redis.get(key) == b"done":
-            await self._ack(delivery, "duplicate")
-        else:
-            self.metrics.messages.labels(delivery.stream, "in_progress_elsewhere").inc()
+        match await self._holders.take(self._lease_key(event)):
+            case Lease.TAKEN:
+                return True
+            case Lease.DONE:
+                await self._ack(delivery, "duplicate")
+            case Lease.BUSY:
+                self.metrics.messages.labels(delivery.stream, "in_progress_elsewhere").inc()
         return False
 
     async def _finish(self, delivery: Delivery, event: CloudEvent, result: str) -> None:

@@ -303,6 +303,14 @@ class ConsumerSettings(BaseModel):
     dedup_ttl_seconds: Annotated[
         int, Field(ge=60, description="How long Redis remembers a handled event id (lease key).")
     ] = 7 * 24 * 3600
+    inbox_retention_seconds: Annotated[
+        int,
+        Field(
+            ge=3600,
+            description="How long the database inbox remembers an applied event; the consumer "
+            "purges older rows. At least the longest redelivery, dead-letter replays included.",
+        ),
+    ] = 7 * 24 * 3600
     metrics_port: Annotated[int, Field(ge=0, le=65535, description="0 disables it.")] = 9102
 
 

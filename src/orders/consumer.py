@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from core.brokers import open_consumer
 from core.database import build_engine, build_session_factory
+from core.inbox import purge_inbox_until
 from core.metrics import ConsumerMetrics
 from core.outbox.writer import OutboxWriter
 from core.process import serve_metrics, stop_on_signals
@@ -51,6 +52,10 @@ async def run_consumer(settings: OrdersSettings, stop: asyncio.Event | None = No
                 broker=settings.broker.kind,
             )
             with stop_on_signals(stop), serving:
-                await consumer.run(stop)
+                retention = settings.consumer.inbox_retention_seconds
+                await asyncio.gather(
+                    consumer.run(stop),
+                    purge_inbox_until(engine, settings.consumer.group, retention, stop),
+                )
     finally:
         await engine.dispose()

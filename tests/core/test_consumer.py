@@ -106,3 +106,19 @@ async def test_the_database_inbox_stops_a_duplicate_the_redis_marker_forgot(
     await run_for([consumer], 0.2)
     assert effects == ["evt-1"]
     assert await pending_count(redis) == 0
+
+
+async def test_pending_entries_trimmed_from_the_stream_are_dead_lettered_not_lost(
+    redis: Redis, new_consumer: NewConsumer
+) -> None:
+    seen, handle = recorder()
+    consumer = new_consumer(handle, retry_base_seconds=0.05)
+    await consumer.ensure_groups()
+    await publish(redis, event("evt-1"), event("evt-2"))
+    await redis.xreadgroup(SERVICE, "crashed", {STREAM: ">"}, count=10)  # then died
+    await redis.xtrim(STREAM, maxlen=0)  # retention trimmed them before anyone reclaimed them
+    await run_for([consumer], 1.0)
+    letters = await list_dead_letters(redis, STREAM)
+    assert [letter["dlq_reason"] for letter in letters] == ["entry no longer exists"] * 2
+    assert consumer.metrics.messages.labels(STREAM, "dead_letter")._value.get() == 2
+    assert (seen, await pending_count(redis)) == ([], 0)

@@ -10,8 +10,11 @@
   could (a consumer died during the last attempt), the server's max-deliveries advisory,
   kept in a stream, drives the move. Both name the dead letter `<stream>:<sequence>` as its
   deduplication id, so it is written once even when both happen.
-- No lease: the ack wait outlives the handler timeout, so a message is redelivered only once
-  its consumer gave up or died; the inbox row makes a duplicate's effect a no-op.
+- One message at a time, in stream order. While a batch is worked through, every message of
+  it not yet answered is reported in progress (which restarts its ack wait) a few times per
+  ack wait: the tail of a slow batch stays with its consumer, and is redelivered to another
+  only once this one stops answering (it died). The ack wait outlives the handler timeout;
+  the inbox row makes a duplicate's effect a no-op.
 """
 
 import asyncio
@@ -76,11 +79,12 @@ class JetStreamConsumer:
         self.group = settings.group
         self._subscriptions: dict[str, JetStreamContext.PullSubscription] = {}
         self._advisories: dict[str, JetStreamContext.PullSubscription] = {}
+        timeout = settings.handler_timeout_seconds
+        self._ack_wait = timeout + min(ACK_WAIT_MARGIN_SECONDS, timeout)
 
     async def ensure_groups(self) -> None:
         """Streams, the durable consumer (from the stream's start) and its advisory keeper."""
         js = await self._jetstream.context()
-        timeout = self._settings.handler_timeout_seconds
         for topic in self._topics:
             stream, exhausted = stream_for(topic), exhausted_stream(topic, self.group)
             await self._jetstream.ensure_stream(stream, topic)
@@ -99,7 +103,7 @@ class JetStreamConsumer:
                 filter_subject=topic,
                 max_deliver=self._settings.max_retries + 1,
                 # Outlives the handler, which times out first: only a dead consumer's lingers.
-                ack_wait=timeout + min(ACK_WAIT_MARGIN_SECONDS, timeout),
+                ack_wait=self._ack_wait,
             )
             await js.add_consumer(stream, config)  # creates it, or updates its settings
             await js.add_consumer(
@@ -129,15 +133,31 @@ class JetStreamConsumer:
     async def read_once(self, stop: asyncio.Event | None = None) -> int:
         """Fetch and handle what is waiting (blocking up to `block_ms`); how many were handled."""
         fetched = await asyncio.gather(*(self._fetch(topic) for topic in self._topics))
+        unanswered = [message for messages in fetched for message in messages]
+        keeper = asyncio.create_task(self._keep_in_progress(unanswered))
         handled = 0
-        for topic, messages in zip(self._topics, fetched, strict=True):
-            for message in messages:
-                if stop is not None and stop.is_set():
-                    await message.nak()  # the rest go back at once, for whoever runs on
-                    continue
-                await self.handle(topic, message)
-                handled += 1
+        try:
+            for topic, messages in zip(self._topics, fetched, strict=True):
+                for message in messages:
+                    if stop is not None and stop.is_set():
+                        await message.nak()  # the rest go back at once, for whoever runs on
+                    else:
+                        await self.handle(topic, message)
+                        handled += 1
+                    unanswered.remove(message)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         return handled
+
+    async def _keep_in_progress(self, unanswered: list[Msg]) -> None:
+        """Restart the ack wait of what is still waiting its turn, three times per ack wait."""
+        while unanswered:
+            await asyncio.sleep(self._ack_wait / 3)
+            for message in list(unanswered):
+                with contextlib.suppress(*OUTAGES):
+                    await message.in_progress()
 
     async def _fetch(self, topic: str) -> list[Msg]:
         subscription = self._subscriptions[topic]
@@ -156,9 +176,8 @@ class JetStreamConsumer:
             await self._dead_letter(topic, message, f"undecodable: {error}", attempts=0)
             return
         handler = self._handlers.get(event.type)
-        if handler is None:
-            await message.ack_sync()
-            self.metrics.messages.labels(topic, "skipped").inc()
+        if handler is None:  # a type, or a version, this service has not learnt yet
+            await self._dead_letter(topic, message, f"no handler for type {event.type}", 0)
             return
         outcome = await apply(
             handler,

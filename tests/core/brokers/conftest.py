@@ -21,7 +21,9 @@ GROUP = SERVICE  # the consumer group of the service
 type NewConsumer = Callable[..., Consumer]
 
 
-def event(event_id: str = "evt-1", **data: Any) -> CloudEvent:
+def event(
+    event_id: str = "evt-1", *, partitionkey: str | None = None, sequence: int = 1, **data: Any
+) -> CloudEvent:
     return CloudEvent(
         id=event_id,
         source="/services/payments",
@@ -29,8 +31,8 @@ def event(event_id: str = "evt-1", **data: Any) -> CloudEvent:
         subject=f"payment/{event_id}",
         time="2026-11-21T10:00:00Z",
         data=data or {"n": 1},
-        partitionkey=event_id,
-        sequence="00000000000000000001",
+        partitionkey=partitionkey or event_id,
+        sequence=f"{sequence:020d}",
     )
 
 

@@ -7,6 +7,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from core.errors import ConcurrentUpdateError, ConflictError
 from core.events import CloudEvent
@@ -103,6 +104,38 @@ async def test_a_handler_that_always_fails_gets_four_attempts_then_one_dead_lett
     assert await broker.outstanding(STREAM, GROUP) == 0
 
 
+async def test_the_retry_backoff_counts_from_the_failure_not_from_the_delivery(
+    broker: BrokerHarness, new_consumer: NewConsumer
+) -> None:
+    runs: list[tuple[float, float]] = []
+
+    async def fail_slowly(_: CloudEvent) -> None:
+        started = time.monotonic()
+        await asyncio.sleep(0.5)  # longer than the first backoffs
+        runs.append((started, time.monotonic()))
+        raise RuntimeError("downstream is slow and broken")
+
+    consumer = new_consumer(fail_slowly, retry_base_seconds=0.25, handler_timeout_seconds=2)
+    await consumer.ensure_groups()
+    await broker.publish(STREAM, event())
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed goal
+        while not await broker.dead_letters().entries(STREAM):
+            assert time.monotonic() < deadline, "never dead-lettered"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    assert len(runs) == 4
+    waits = [later[0] - earlier[1] for earlier, later in itertools.pairwise(runs)]
+    # From each failure: about 0.25 s, 0.5 s, 1 s, never sooner than less its 20% jitter.
+    assert [wait >= 0.8 * base for wait, base in zip(waits, (0.25, 0.5, 1.0), strict=True)] == [
+        True
+    ] * 3, waits
+
+
 @pytest.mark.parametrize(
     "failures",
     [[ConnectionError("try again")] * 2, [ConcurrentUpdateError()]],
@@ -180,16 +213,24 @@ async def test_the_database_inbox_stops_a_duplicate_the_broker_let_through(
     assert await broker.outstanding(STREAM, GROUP) == 0
 
 
-async def test_events_of_types_without_a_handler_are_acked_and_skipped(
+async def test_an_event_of_a_type_without_a_handler_is_dead_lettered_not_dropped(
     broker: BrokerHarness, new_consumer: NewConsumer
 ) -> None:
     seen, handle = recorder()
     consumer = new_consumer(handle)
     await consumer.ensure_groups()
-    await broker.publish_raw(STREAM, event().to_fields() | {"type": "payments.refund.issued.v1"})
-    await run_for([consumer], 0.3)
+    # A new version of an event the service reads, published before the service learnt it.
+    newer = event().to_fields() | {"type": "payments.payment.succeeded.v2"}
+    await broker.publish_raw(STREAM, newer)
+    with capture_logs() as logs:
+        await run_for([consumer], 0.3)
+    [letter] = await broker.dead_letters().entries(STREAM)
+    assert letter["dlq_reason"] == "no handler for type payments.payment.succeeded.v2"
+    assert (letter["id"], letter["type"]) == ("evt-1", "payments.payment.succeeded.v2")
+    assert counted(consumer, "dead_letter") == 1
+    [line] = [line for line in logs if line["event"] == "consumer.message_dead_lettered"]
+    assert line["reason"] == letter["dlq_reason"]
     assert (seen, await broker.outstanding(STREAM, GROUP)) == ([], 0)
-    assert counted(consumer, "skipped") == 1
 
 
 async def test_a_replayed_dead_letter_is_handled_again(
