@@ -84,3 +84,21 @@ def test_plain_log_variables_work_unless_the_prefixed_ones_say_otherwise(
     assert (settings.logging.format, settings.logging.level) == ("console", "DEBUG")
     monkeypatch.setenv("ORDERS_LOGGING__LEVEL", "WARNING")
     assert OrdersSettings(_env_file=None).logging.level == "WARNING"
+
+
+def test_one_variable_of_a_group_keeps_the_services_other_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Setting one field of a group changes that field only: the service's own defaults for the
+    group's other fields (database name, consumer group, audience, event source) stay."""
+    defaults = OrdersSettings(_env_file=None)
+    monkeypatch.setenv("ORDERS_DATABASE__HOST", "db.internal")
+    monkeypatch.setenv("ORDERS_CONSUMER__BATCH_SIZE", "5")
+    monkeypatch.setenv("ORDERS_AUTH__LEEWAY_SECONDS", "1")
+    monkeypatch.setenv("ORDERS_EVENTS__MAX_BYTES", "4096")
+    settings = OrdersSettings(_env_file=None)
+    assert (settings.database.host, settings.consumer.batch_size) == ("db.internal", 5)
+    assert settings.database.name == defaults.database.name
+    assert settings.consumer.group == defaults.consumer.group
+    assert settings.auth.audience == defaults.auth.audience
+    assert settings.events == defaults.events.model_copy(update={"max_bytes": 4096})
