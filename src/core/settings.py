@@ -342,6 +342,9 @@ class CoreSettings(BaseSettings):
         secrets_dir="/run/secrets",  # pragma: allowlist secret
         secrets_dir_missing="ok",  # pragma: allowlist secret
         secrets_nested_delimiter="__",
+        # One variable of a group changes that field only: the service's defaults for the rest
+        # of the group (`DatabaseSettings(name=...)` in its settings class) stay.
+        nested_model_default_partial_update=True,
     )
 
     service_name: str = Field("service", description="In logs, traces and /health.")
