@@ -57,8 +57,10 @@ WHERE pg_try_advisory_xact_lock(:namespace, hashtext(aggregate_type || ':' || ag
 LIMIT :batch
 """)
 
-# 2. A new statement, so a new snapshot taken after the locks: rows another publisher deleted
-#    before releasing a key are gone. Each key's oldest events, in version order.
+# 2. A new statement, so a new snapshot taken after the locks: it sees everything another
+#    publisher committed before releasing a key, its deletes and its holds. Step 1 may have
+#    taken its snapshot before such a commit and its lock after it, so the holds are checked
+#    again here. Each key's oldest events, in version order.
 _LOAD = text("""
 SELECT e.*, extract(epoch FROM clock_timestamp() - e.occurred_at) AS age_seconds
 FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(aggregate_type, aggregate_id)
@@ -67,6 +69,9 @@ CROSS JOIN LATERAL (
     WHERE o.aggregate_type = k.aggregate_type AND o.aggregate_id = k.aggregate_id
     ORDER BY o.aggregate_version LIMIT :per_key
 ) AS e
+WHERE NOT EXISTS (SELECT 1 FROM outbox_key_holds h
+    WHERE h.aggregate_type = k.aggregate_type AND h.aggregate_id = k.aggregate_id
+    AND h.until > now())
 ORDER BY e.aggregate_type, e.aggregate_id, e.aggregate_version
 """)
 
