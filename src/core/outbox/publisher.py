@@ -88,11 +88,13 @@ _FAILED = text(
     "UPDATE outbox_events SET attempts = attempts + 1, last_error = :error WHERE id = :id"
 )
 
-# Until `infinity` for a dead event under the `block` policy: an operator lifts it.
+# Until `infinity` for a dead event under the `block` policy: an operator lifts it. A backoff
+# counts from now, not from the transaction's start (now()): a slow batch must not shorten it.
 _HOLD = text("""
 INSERT INTO outbox_key_holds (aggregate_type, aggregate_id, until, reason)
 VALUES (:aggregate_type, :aggregate_id,
-    CASE WHEN :forever THEN 'infinity'::timestamptz ELSE now() + make_interval(secs => :delay) END,
+    CASE WHEN :forever THEN 'infinity'::timestamptz
+    ELSE clock_timestamp() + make_interval(secs => :delay) END,
     :reason)
 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
 SET until = excluded.until, reason = excluded.reason
