@@ -15,6 +15,7 @@ from core.metrics import OutboxMetrics
 from core.outbox.broker import RedisStreamsBroker
 from core.outbox.publisher import OutboxPublisher
 from orders.settings import OrdersSettings
+from tests.conftest import NewPublisher
 from tests.core.outbox.conftest import insert_events, pending, read_stream, versions_by_aggregate
 
 # What publisher A commits when the broker refuses K v1: for good (the `block` policy buries it
@@ -84,3 +85,45 @@ async def test_a_hold_committed_during_a_claim_keeps_the_aggregate_back(
         await claiming.dispose()
     assert versions_by_aggregate(await read_stream(redis)) == {"other": [1]}
     assert await pending(engine) == (1 if outcome == "dead" else 2)  # K waits
+
+
+def rows_read(plan: dict[str, Any], table: str) -> int:
+    """Rows the plan's scans of `table` read: those they returned and those they filtered out."""
+    read = 0
+    if plan.get("Relation Name") == table:
+        returned = plan["Actual Rows"] * plan["Actual Loops"]
+        read += returned + plan.get("Rows Removed by Filter", 0)
+    return read + sum(rows_read(child, table) for child in plan.get("Plans", []))
+
+
+async def test_a_claim_reads_no_rows_of_held_aggregates(
+    engine: AsyncEngine, new_publisher: NewPublisher
+) -> None:
+    """Thousands of events wait behind dead ones; each poll still reads only the ready rows."""
+    await insert_events(engine, [(f"held{k}", v) for v in range(1, 101) for k in range(30)])
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("""INSERT INTO outbox_key_holds (aggregate_type, aggregate_id, until, reason)
+            SELECT 'order', 'held' || k, 'infinity', 'dead event' FROM generate_series(0, 29) k""")
+        )
+    await insert_events(engine, [(f"ready{k}", 1) for k in range(5)])
+    publisher = new_publisher()
+    assert await publisher.publish_batch() + await publisher.publish_batch() == 5
+    await insert_events(engine, [(f"ready{k}", 2) for k in range(5)])
+
+    claims: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        if "pg_try_advisory_xact_lock" in statement:
+            claims.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", keep)
+    assert await publisher.publish_batch() == 5
+    event.remove(engine.sync_engine, "before_cursor_execute", keep)
+    statement, parameters = claims[0]
+    async with engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        explain = f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}"
+        [plan] = await raw.fetchval(explain, *parameters)  # asyncpg decodes the JSON
+    assert rows_read(plan["Plan"], "outbox_events") <= 5
