@@ -39,17 +39,15 @@ log = structlog.get_logger(__name__)
 # First half of the two-int advisory lock key, so ours never collide with other users of locks.
 LOCK_NAMESPACE = 0x6F7574
 
-# 1. Lock up to `batch` aggregates among the oldest events' that are not on hold, skipping
-#    those another publisher holds. Transaction-scoped: released at commit, or when the
-#    connection dies.
+# 1. Lock up to `batch` aggregates among the oldest available rows' (a held aggregate's rows
+#    wait until its hold ends: see `available_at`), skipping those another publisher holds.
+#    Transaction-scoped: released at commit, or when the connection dies.
 _LOCK_KEYS = text("""
 WITH candidates AS (
     SELECT DISTINCT aggregate_type, aggregate_id FROM (
         SELECT o.aggregate_type, o.aggregate_id FROM outbox_events o
-        WHERE NOT EXISTS (SELECT 1 FROM outbox_key_holds h
-            WHERE h.aggregate_type = o.aggregate_type AND h.aggregate_id = o.aggregate_id
-            AND h.until > now())
-        ORDER BY o.id LIMIT :window
+        WHERE o.available_at <= now()
+        ORDER BY o.available_at, o.id LIMIT :window
     ) AS oldest
 )
 SELECT aggregate_type, aggregate_id FROM candidates
@@ -60,18 +58,30 @@ LIMIT :batch
 # 2. A new statement, so a new snapshot taken after the locks: it sees everything another
 #    publisher committed before releasing a key, its deletes and its holds. Step 1 may have
 #    taken its snapshot before such a commit and its lock after it, so the holds are checked
-#    again here. Each key's oldest events, in version order.
+#    here. A held aggregate's rows written after its hold began are moved behind it
+#    (`parked`); the others' oldest events come back in version order.
 _LOAD = text("""
+WITH k AS (
+    SELECT * FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[]))
+    AS k(aggregate_type, aggregate_id)
+),
+held AS (
+    SELECT h.aggregate_type, h.aggregate_id, h.until FROM outbox_key_holds h
+    JOIN k USING (aggregate_type, aggregate_id) WHERE h.until > now()
+),
+parked AS (
+    UPDATE outbox_events o SET available_at = held.until FROM held
+    WHERE o.aggregate_type = held.aggregate_type AND o.aggregate_id = held.aggregate_id
+    AND o.available_at < held.until
+)
 SELECT e.*, extract(epoch FROM clock_timestamp() - e.occurred_at) AS age_seconds
-FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(aggregate_type, aggregate_id)
-CROSS JOIN LATERAL (
+FROM k CROSS JOIN LATERAL (
     SELECT * FROM outbox_events o
     WHERE o.aggregate_type = k.aggregate_type AND o.aggregate_id = k.aggregate_id
     ORDER BY o.aggregate_version LIMIT :per_key
 ) AS e
-WHERE NOT EXISTS (SELECT 1 FROM outbox_key_holds h
-    WHERE h.aggregate_type = k.aggregate_type AND h.aggregate_id = k.aggregate_id
-    AND h.until > now())
+WHERE NOT EXISTS (SELECT 1 FROM held
+    WHERE held.aggregate_type = k.aggregate_type AND held.aggregate_id = k.aggregate_id)
 ORDER BY e.aggregate_type, e.aggregate_id, e.aggregate_version
 """)
 
@@ -90,14 +100,20 @@ _FAILED = text(
 
 # Until `infinity` for a dead event under the `block` policy: an operator lifts it. A backoff
 # counts from now, not from the transaction's start (now()): a slow batch must not shorten it.
+# The aggregate's rows move behind the hold, out of the claims' way.
 _HOLD = text("""
-INSERT INTO outbox_key_holds (aggregate_type, aggregate_id, until, reason)
-VALUES (:aggregate_type, :aggregate_id,
-    CASE WHEN :forever THEN 'infinity'::timestamptz
-    ELSE clock_timestamp() + make_interval(secs => :delay) END,
-    :reason)
-ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-SET until = excluded.until, reason = excluded.reason
+WITH hold AS (
+    INSERT INTO outbox_key_holds (aggregate_type, aggregate_id, until, reason)
+    VALUES (:aggregate_type, :aggregate_id,
+        CASE WHEN :forever THEN 'infinity'::timestamptz
+        ELSE clock_timestamp() + make_interval(secs => :delay) END,
+        :reason)
+    ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+    SET until = excluded.until, reason = excluded.reason
+    RETURNING aggregate_type, aggregate_id, until
+)
+UPDATE outbox_events o SET available_at = hold.until FROM hold
+WHERE o.aggregate_type = hold.aggregate_type AND o.aggregate_id = hold.aggregate_id
 """)
 
 _BURY = text("""
@@ -156,21 +172,21 @@ class OutboxPublisher:
             "batch": batch,
             "namespace": LOCK_NAMESPACE,
         }
-        keys = (await connection.execute(_LOCK_KEYS, parameters)).all()
-        if not keys:
-            return []
-        # Spread the batch over the locked keys: fewer publish rounds than one deep key.
-        per_key = batch // len(keys)
-        return (
-            await connection.execute(
-                _LOAD,
-                {
-                    "types": [key.aggregate_type for key in keys],
-                    "ids": [key.aggregate_id for key in keys],
-                    "per_key": per_key,
-                },
-            )
-        ).all()
+        # A second look when every key locked was held: their rows are parked now, so the
+        # window shows the aggregates behind them instead.
+        for _ in range(2):
+            keys = (await connection.execute(_LOCK_KEYS, parameters)).all()
+            if not keys:
+                return []
+            # Spread the batch over the locked keys: fewer publish rounds than one deep key.
+            load = {
+                "types": [key.aggregate_type for key in keys],
+                "ids": [key.aggregate_id for key in keys],
+                "per_key": batch // len(keys),
+            }
+            if rows := (await connection.execute(_LOAD, load)).all():
+                return rows
+        return []
 
     async def _publish(self, runs: list[list[Row[Any]]]) -> BatchOutcome:
         """Round r sends the r-th event of every aggregate whose earlier ones all went out.
