@@ -163,6 +163,7 @@ async def claim_costs(
     alone = await mean_claim(settings, engine, redis)
     async with engine.begin() as connection:
         per_aggregate = {"versions": HELD // HELD_AGGREGATES, "aggregates": HELD_AGGREGATES}
+        await connection.execute(text("SET LOCAL statement_timeout = '5min'"))  # a busy machine
         await connection.execute(_SEED_HELD, per_aggregate)
         await connection.execute(_HOLD_THEM, per_aggregate)
     publisher = new_publisher(settings, engine, redis)
