@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "fec82d17d6d4"
+revision: str = "fec82d17d6d4"  # pragma: allowlist secret
 down_revision: str | None = "07a21b591995"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
