@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.outbox.publisher import LOCK_NAMESPACE
+from core.outbox.claim import LOCK_NAMESPACE
 from core.outbox.tables import DeadEvent
 
 # The hold a dead event put on its aggregate (`block` policy) goes with the decision, and the
