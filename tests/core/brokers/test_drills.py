@@ -132,9 +132,9 @@ async def test_four_publishers_keep_order_while_events_fail_and_holds_come_and_g
     refusals = Refusals(transient - permanent, permanent)
     outbox = broker.settings.outbox.model_copy(update=STRAINED)
     engines = [build_engine(broker.settings.database) for _ in range(4)]
+    brokers = [StrainedBroker(broker.adapter(), refusals) for _ in engines]
     publishers = [
-        OutboxPublisher(e, StrainedBroker(broker.adapter(), refusals), outbox, metrics())
-        for e in engines
+        OutboxPublisher(e, b, outbox, metrics()) for e, b in zip(engines, brokers, strict=True)
     ]
     stop_publishing = asyncio.Event()
     tasks = [asyncio.create_task(p.run(stop_publishing)) for p in publishers]
@@ -146,8 +146,8 @@ async def test_four_publishers_keep_order_while_events_fail_and_holds_come_and_g
     finally:
         stop_publishing.set()
         await asyncio.gather(*tasks)
-        for publisher, own in zip(publishers, engines, strict=True):
-            await publisher._broker.close()
+        for strained, own in zip(brokers, engines, strict=True):
+            await strained.close()
             await own.dispose()
     entries = await broker.read(TOPIC)
     assert Counter(e["id"] for e in entries) == dict.fromkeys(ids, 1)
