@@ -4,15 +4,29 @@ import uuid
 from typing import Any
 
 from sqlalchemy import delete, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from core.outbox.claim import LOCK_NAMESPACE
 from core.outbox.tables import DeadEvent
 
-# The hold a dead event put on its aggregate (`block` policy) goes with the decision.
+# The hold a dead event put on its aggregate (`block` policy) goes with the decision, and the
+# rows parked behind it come forward. Under the aggregate's publisher lock, waited for: a
+# publisher that is parking them finishes first.
+_LOCK = text("""
+SELECT pg_advisory_xact_lock(:namespace, hashtext(aggregate_type || ':' || aggregate_id))
+FROM outbox_dead_events WHERE event_id = :event_id
+""")
 _RELEASE = text("""
-DELETE FROM outbox_key_holds h USING outbox_dead_events d
-WHERE d.event_id = :event_id
-    AND h.aggregate_type = d.aggregate_type AND h.aggregate_id = d.aggregate_id
+WITH dead AS (
+    SELECT aggregate_type, aggregate_id FROM outbox_dead_events WHERE event_id = :event_id
+),
+released AS (
+    DELETE FROM outbox_key_holds h USING dead
+    WHERE h.aggregate_type = dead.aggregate_type AND h.aggregate_id = dead.aggregate_id
+)
+UPDATE outbox_events o SET available_at = now() FROM dead
+WHERE o.aggregate_type = dead.aggregate_type AND o.aggregate_id = dead.aggregate_id
+    AND o.available_at > now()
 """)
 
 _REPLAY = text("""
@@ -24,6 +38,11 @@ SELECT event_id, source, type, subject, topic, aggregate_type, aggregate_id, agg
 FROM revived
 RETURNING event_id
 """)
+
+
+async def release(connection: AsyncConnection, event_id: uuid.UUID) -> None:
+    await connection.execute(_LOCK, {"namespace": LOCK_NAMESPACE, "event_id": event_id})
+    await connection.execute(_RELEASE, {"event_id": event_id})
 
 
 async def list_dead_events(engine: AsyncEngine, limit: int = 100) -> list[dict[str, Any]]:
@@ -59,13 +78,13 @@ async def show_dead_event(engine: AsyncEngine, event_id: uuid.UUID) -> dict[str,
 async def replay_dead_event(engine: AsyncEngine, event_id: uuid.UUID) -> bool:
     """Move the event back to the outbox with fresh attempts; its aggregate resumes after it."""
     async with engine.begin() as connection:
-        await connection.execute(_RELEASE, {"event_id": event_id})
+        await release(connection, event_id)
         return (await connection.execute(_REPLAY, {"event_id": event_id})).first() is not None
 
 
 async def discard_dead_event(engine: AsyncEngine, event_id: uuid.UUID) -> bool:
     """Drop the event for good; its aggregate's later events flow again."""
     async with engine.begin() as connection:
-        await connection.execute(_RELEASE, {"event_id": event_id})
+        await release(connection, event_id)
         result = await connection.execute(delete(DeadEvent).where(DeadEvent.event_id == event_id))
         return bool(result.rowcount)

@@ -30,45 +30,12 @@ from core.outbox.broker import (
     PermanentPublishError,
     PublishError,
 )
+from core.outbox.claim import claim
 from core.outbox.tables import OutboxEvent
 from core.settings import OutboxSettings
 from core.tracing import links_to, tracer
 
 log = structlog.get_logger(__name__)
-
-# First half of the two-int advisory lock key, so ours never collide with other users of locks.
-LOCK_NAMESPACE = 0x6F7574
-
-# 1. Lock up to `batch` aggregates among the oldest events' that are not on hold, skipping
-#    those another publisher holds. Transaction-scoped: released at commit, or when the
-#    connection dies.
-_LOCK_KEYS = text("""
-WITH candidates AS (
-    SELECT DISTINCT aggregate_type, aggregate_id FROM (
-        SELECT o.aggregate_type, o.aggregate_id FROM outbox_events o
-        WHERE NOT EXISTS (SELECT 1 FROM outbox_key_holds h
-            WHERE h.aggregate_type = o.aggregate_type AND h.aggregate_id = o.aggregate_id
-            AND h.until > now())
-        ORDER BY o.id LIMIT :window
-    ) AS oldest
-)
-SELECT aggregate_type, aggregate_id FROM candidates
-WHERE pg_try_advisory_xact_lock(:namespace, hashtext(aggregate_type || ':' || aggregate_id))
-LIMIT :batch
-""")
-
-# 2. A new statement, so a new snapshot taken after the locks: rows another publisher deleted
-#    before releasing a key are gone. Each key's oldest events, in version order.
-_LOAD = text("""
-SELECT e.*, extract(epoch FROM clock_timestamp() - e.occurred_at) AS age_seconds
-FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(aggregate_type, aggregate_id)
-CROSS JOIN LATERAL (
-    SELECT * FROM outbox_events o
-    WHERE o.aggregate_type = k.aggregate_type AND o.aggregate_id = k.aggregate_id
-    ORDER BY o.aggregate_version LIMIT :per_key
-) AS e
-ORDER BY e.aggregate_type, e.aggregate_id, e.aggregate_version
-""")
 
 _GAUGES = text("""
 SELECT (SELECT count(*) FROM outbox_events),
@@ -83,14 +50,22 @@ _FAILED = text(
     "UPDATE outbox_events SET attempts = attempts + 1, last_error = :error WHERE id = :id"
 )
 
-# Until `infinity` for a dead event under the `block` policy: an operator lifts it.
+# Until `infinity` for a dead event under the `block` policy: an operator lifts it. A backoff
+# counts from now, not from the transaction's start (now()): a slow batch must not shorten it.
+# The aggregate's rows move behind the hold, out of the claims' way.
 _HOLD = text("""
-INSERT INTO outbox_key_holds (aggregate_type, aggregate_id, until, reason)
-VALUES (:aggregate_type, :aggregate_id,
-    CASE WHEN :forever THEN 'infinity'::timestamptz ELSE now() + make_interval(secs => :delay) END,
-    :reason)
-ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-SET until = excluded.until, reason = excluded.reason
+WITH hold AS (
+    INSERT INTO outbox_key_holds (aggregate_type, aggregate_id, until, reason)
+    VALUES (:aggregate_type, :aggregate_id,
+        CASE WHEN :forever THEN 'infinity'::timestamptz
+        ELSE clock_timestamp() + make_interval(secs => :delay) END,
+        :reason)
+    ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+    SET until = excluded.until, reason = excluded.reason
+    RETURNING aggregate_type, aggregate_id, until
+)
+UPDATE outbox_events o SET available_at = hold.until FROM hold
+WHERE o.aggregate_type = hold.aggregate_type AND o.aggregate_id = hold.aggregate_id
 """)
 
 _BURY = text("""
@@ -131,7 +106,7 @@ class OutboxPublisher:
         """Publish one batch in one transaction; returns how many events the broker took."""
         async with self._engine.begin() as connection:
             started = time.perf_counter()
-            rows = await self._claim(connection)
+            rows = await claim(connection, self._settings)
             self._metrics.claim_seconds.observe(time.perf_counter() - started)
             if not rows:
                 return 0
@@ -141,29 +116,6 @@ class OutboxPublisher:
         if outcome.broker_unavailable is not None:
             raise outcome.broker_unavailable
         return len(outcome.published)
-
-    async def _claim(self, connection: AsyncConnection) -> Sequence[Row[Any]]:
-        batch = self._settings.batch_size
-        parameters = {
-            "window": self._settings.candidate_window,
-            "batch": batch,
-            "namespace": LOCK_NAMESPACE,
-        }
-        keys = (await connection.execute(_LOCK_KEYS, parameters)).all()
-        if not keys:
-            return []
-        # Spread the batch over the locked keys: fewer publish rounds than one deep key.
-        per_key = batch // len(keys)
-        return (
-            await connection.execute(
-                _LOAD,
-                {
-                    "types": [key.aggregate_type for key in keys],
-                    "ids": [key.aggregate_id for key in keys],
-                    "per_key": per_key,
-                },
-            )
-        ).all()
 
     async def _publish(self, runs: list[list[Row[Any]]]) -> BatchOutcome:
         """Round r sends the r-th event of every aggregate whose earlier ones all went out.

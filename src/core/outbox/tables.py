@@ -49,11 +49,15 @@ class OutboxEvent(_EventColumns, Base):
     __tablename__ = "outbox_events"
     __table_args__ = (
         UniqueConstraint("aggregate_type", "aggregate_id", "aggregate_version"),
+        Index("ix_outbox_events_available_at", "available_at", "id"),
         _QUEUE_VACUUM,
     )
 
     # Picks the oldest rows' aggregates first; never a watermark ("published up to id N").
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    # When the publisher may look at the row: at once, or when its aggregate's hold ends
+    # ('infinity' behind a dead event). Held rows sort last, so a claim never reads them.
+    available_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 
 class OutboxKeyHold(Base):

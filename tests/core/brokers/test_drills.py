@@ -8,15 +8,20 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.database import build_session_factory
+from core.database import build_engine, build_session_factory
 from core.events import CloudEvent
+from core.metrics import OutboxMetrics
+from core.outbox.dead import list_dead_events, replay_dead_event
+from core.outbox.publisher import OutboxPublisher
 from core.outbox.writer import OutboxWriter
 from core.unit_of_work import InboxEntry, UnitOfWork
 from orders.events import published_events
@@ -25,6 +30,8 @@ from orders.worker import run_publisher
 from tests.brokers import BrokerHarness
 from tests.core.outbox.conftest import (
     TOPIC,
+    Refusals,
+    StrainedBroker,
     insert_events,
     pending,
     strictly_parsed,
@@ -40,6 +47,10 @@ async def wait_until_drained(engine: AsyncEngine, seconds: float = 300) -> None:
     while await pending(engine):
         assert time.monotonic() < deadline, "the outbox was not drained"
         await asyncio.sleep(0.1)
+
+
+def metrics() -> OutboxMetrics:
+    return OutboxMetrics(CollectorRegistry())
 
 
 def stop(*processes: subprocess.Popen[bytes]) -> bytes:
@@ -98,6 +109,64 @@ async def test_four_publishers_keep_every_aggregates_order(
     for key, versions in versions_by_aggregate(entries).items():
         first_seen = list(dict.fromkeys(versions))  # a redelivery may repeat, never reorder
         assert first_seen == list(range(1, 101)), key
+
+
+# Backoffs short enough for a drill, and an idle publisher that looks again soon after one ends.
+STRAINED = {
+    "batch_size": 20,
+    "backoff_base_seconds": 0.2,
+    "backoff_max_seconds": 1.0,
+    "poll_max_seconds": 0.1,
+}
+
+
+@pytest.mark.slow
+async def test_four_publishers_keep_order_while_events_fail_and_holds_come_and_go(
+    engine: AsyncEngine, broker: BrokerHarness
+) -> None:
+    """Some events are refused twice (their aggregate backs off), three for good (it is held
+    until the test replays them); every aggregate still arrives whole, once and in order."""
+    keys = [f"agg{n}" for n in range(40)]
+    permanent = {("agg3", 1), ("agg10", 12), ("agg20", 24)}
+    transient = {(key, v) for n, key in enumerate(keys) for v in range(1, 26) if (n + v) % 9 == 0}
+    refusals = Refusals(transient - permanent, permanent)
+    outbox = broker.settings.outbox.model_copy(update=STRAINED)
+    engines = [build_engine(broker.settings.database) for _ in range(4)]
+    brokers = [StrainedBroker(broker.adapter(), refusals) for _ in engines]
+    publishers = [
+        OutboxPublisher(e, b, outbox, metrics()) for e, b in zip(engines, brokers, strict=True)
+    ]
+    stop_publishing = asyncio.Event()
+    tasks = [asyncio.create_task(p.run(stop_publishing)) for p in publishers]
+    try:
+        ids = []
+        for version in range(1, 26):  # events keep arriving while all four run
+            ids += await insert_events(engine, [(key, version) for key in keys])
+        await replay_dead_events_until_drained(engine, expected=3)
+    finally:
+        stop_publishing.set()
+        await asyncio.gather(*tasks)
+        for strained, own in zip(brokers, engines, strict=True):
+            await strained.close()
+            await own.dispose()
+    entries = await broker.read(TOPIC)
+    assert Counter(e["id"] for e in entries) == dict.fromkeys(ids, 1)
+    assert versions_by_aggregate(entries) == {key: list(range(1, 26)) for key in keys}
+    for key in refusals.transient:  # no retry came before its backoff was over
+        for n, ((refused_at, _), (retried_at, _)) in enumerate(pairwise(refusals.attempts[key])):
+            if n < refusals.times:
+                assert retried_at - refused_at >= 0.8 * STRAINED["backoff_base_seconds"] * 2**n, key
+
+
+async def replay_dead_events_until_drained(engine: AsyncEngine, expected: int) -> None:
+    """As an operator would: each event that died goes back, lifting its aggregate's hold."""
+    replayed = 0
+    deadline = time.monotonic() + 300  # a bound for a loaded machine, not a speed goal
+    while replayed < expected or await pending(engine):
+        assert time.monotonic() < deadline, f"{replayed} replayed, the outbox not drained"
+        for dead in await list_dead_events(engine):
+            replayed += await replay_dead_event(engine, dead["event_id"])
+        await asyncio.sleep(0.1)
 
 
 @pytest.mark.slow

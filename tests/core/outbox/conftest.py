@@ -1,14 +1,19 @@
 """Fixtures for the outbox tests: events written straight into the table, publishers, reads."""
 
 import json
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
-from cloudevents.v1.http import CloudEvent, from_json
+from cloudevents.v1.http import CloudEvent as ParsedEvent
+from cloudevents.v1.http import from_json
 from redis.asyncio import Redis
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.events import CloudEvent
+from core.outbox.broker import MessageBroker, PermanentPublishError, PublishError
 from core.outbox.tables import OutboxEvent
 
 TOPIC = "orders"
@@ -53,7 +58,51 @@ def versions_by_aggregate(entries: list[dict[str, str]]) -> dict[str, list[int]]
     return seen
 
 
-def strictly_parsed(entry: dict[str, str]) -> CloudEvent:
+def strictly_parsed(entry: dict[str, str]) -> ParsedEvent:
     """The stream entry as the CloudEvents SDK's strict parser reads it (structured mode)."""
     structured = {k: v for k, v in entry.items() if k != "data"}
     return from_json(json.dumps({**structured, "data": json.loads(entry["data"])}))
+
+
+@dataclass
+class Refusals:
+    """Which events a strained broker refuses, shared by every publisher's adapter: each
+    `(aggregate id, version)` in `transient` on its first `times` attempts, each in `permanent`
+    once and for good. `attempts` keeps, per `(aggregate id, version)`, when each attempt came
+    and whether it was refused."""
+
+    transient: set[tuple[str, int]]
+    permanent: set[tuple[str, int]]
+    times: int = 2
+    attempts: dict[tuple[str, int], list[tuple[float, bool]]] = field(default_factory=dict)
+
+    def refuses(self, event: CloudEvent) -> PublishError | None:
+        key = (event.partitionkey, int(event.sequence))
+        tried = self.attempts.setdefault(key, [])
+        error: PublishError | None = None
+        if key in self.permanent and not tried:
+            error = PermanentPublishError("refused for good by the test")
+        elif key in self.transient and len(tried) < self.times:
+            error = PublishError("refused for now by the test")
+        tried.append((time.monotonic(), error is not None))
+        return error
+
+
+class StrainedBroker:
+    """A real broker behind the refusals: what they let through goes to it."""
+
+    def __init__(self, inner: MessageBroker, refusals: Refusals) -> None:
+        self.inner = inner
+        self.system = inner.system
+        self.refusals = refusals
+
+    async def publish(
+        self, messages: Sequence[tuple[str, CloudEvent]]
+    ) -> list[PublishError | None]:
+        verdicts = [self.refusals.refuses(event) for _, event in messages]
+        allowed = [m for m, verdict in zip(messages, verdicts, strict=True) if verdict is None]
+        results = iter(await self.inner.publish(allowed))
+        return [verdict or next(results) for verdict in verdicts]
+
+    async def close(self) -> None:
+        await self.inner.close()
