@@ -224,3 +224,20 @@ def test_every_dashboard_panel_named_exists() -> None:
     assert {(name, found) for name, found in unknown if found not in shown} == set()
     has_rows = any(panel.get("type") == "row" for panel in panels)
     assert has_rows or not [name for name, text, _ in DOCUMENTS if "dashboard row" in text]
+
+
+def test_every_log_level_said_of_an_event_is_the_one_it_is_logged_at() -> None:
+    logged: dict[str, set[str]] = {}
+    calls = r"\.(debug|info|warning|error|exception|critical)\(\s*\"([a-z][a-z_]*\.[a-z][a-z_]*)\""
+    for level, event in re.findall(calls, SOURCE):
+        logged.setdefault(event, set()).add("ERROR" if level == "exception" else level.upper())
+    wrong = set()
+    for name, text, _ in DOCUMENTS:
+        # A clause that names one level speaks of the events it names.
+        for clause in re.split(r"; |\.\s|\n\n", text.replace("\n", " ")):
+            levels = set(re.findall(r"\b(DEBUG|INFO|WARNING|ERROR)\b", clause))
+            if len(levels) == 1:
+                for event in re.findall(r"`([a-z][a-z_]*\.[a-z][a-z_]*)`", clause):
+                    if event in logged and not levels <= logged[event]:
+                        wrong.add((name, event, *levels))
+    assert wrong == set()
