@@ -56,6 +56,10 @@ bench-http: install ## the template against a hand-written floor under wrk, and 
 	$(UV) sync --frozen --compile-bytecode --quiet
 	$(RUN) python -m benchmarks.http
 
+.PHONY: containers
+containers: ## build the image, start the compose stack (Docker, else podman); README "Docker"
+	scripts/containers
+
 migrate: ## create the database when missing and apply every migration
 	$(RUN) orders migrate
 
