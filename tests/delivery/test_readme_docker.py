@@ -1,4 +1,5 @@
-"""The README's Docker section names the services, commands and ports the compose files have."""
+"""The README's Docker section and docs/containers.md name the services, commands and ports
+the compose files have."""
 
 import shlex
 import subprocess
@@ -46,13 +47,12 @@ def compose_rows() -> set[tuple[str, ...]]:
 
 
 def test_the_docker_table_matches_the_compose_files() -> None:
-    section = docker_section((REPO / "README.md").read_text())
-    assert readme_rows(section) == compose_rows()
+    assert readme_rows((REPO / "docs" / "containers.md").read_text()) == compose_rows()
 
 
 def test_a_renamed_service_makes_them_disagree() -> None:
-    readme = (REPO / "README.md").read_text().replace("| `publisher` |", "| `outbox` |")
-    assert readme_rows(docker_section(readme)) != compose_rows()
+    table = (REPO / "docs" / "containers.md").read_text().replace("| `publisher` |", "| `outbox` |")
+    assert readme_rows(table) != compose_rows()
 
 
 def readme_compose_commands() -> list[list[str]]:
