@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -148,6 +149,49 @@ class RedisServer:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"redis on {self.port} did not {'start' if up else 'stop'}")
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free port, which a test may stop and start again.
+
+    The server runs as the `postgres` user (it refuses root), in a directory that user owns."""
+
+    BIN = Path("/usr/lib/postgresql/15/bin")
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="orders-postgres-"))
+        shutil.chown(self.directory, "postgres", "postgres")
+        self._as_postgres(
+            "initdb", "-D", str(self.directory / "data"), "-U", "postgres", "--auth=trust"
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        data = str(self.directory / "data")
+        self._as_postgres("pg_ctl", "-D", data, "-o", options, "-l", f"{data}.log", "-w", "start")
+
+    def stop(self) -> None:
+        self._as_postgres("pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        subprocess.run(
+            [self.BIN / "pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+            user="postgres" if os.geteuid() == 0 else None,
+        )
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _as_postgres(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            [self.BIN / tool, *args],
+            check=True,
+            capture_output=True,
+            user="postgres" if os.geteuid() == 0 else None,
+            cwd=self.directory,
+            timeout=120,
+        )
 
 
 class NatsServer:
