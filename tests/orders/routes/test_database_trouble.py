@@ -48,14 +48,12 @@ async def wait_for_lock_waiters(connection: asyncpg.Connection, count: int) -> N
         await asyncio.sleep(0.05)
 
 
-def app_with(settings: OrdersSettings, **database: object) -> httpx.AsyncClient:
-    return serve_in_process(  # type: ignore[return-value]
-        create_app(
-            settings.model_copy(
-                update={"database": settings.database.model_copy(update=database)}
-            )
-        )
-    )
+def app_with(
+    settings: OrdersSettings, **database: object
+) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+    """The app on the test database with some database settings changed, served in process."""
+    changed = settings.database.model_copy(update=database)
+    return serve_in_process(create_app(settings.model_copy(update={"database": changed})))
 
 
 def assert_not_leaked(response: httpx.Response, log: str) -> None:
@@ -107,10 +105,10 @@ async def test_exhausted_pool_is_a_503_problem_with_retry_after(
 
 async def test_engine_hides_sql_parameters_from_errors(database: OrdersSettings) -> None:
     engine = build_engine(database.database)
+    failing = text("SELECT 1 / 0 WHERE CAST(:note AS text) IS NOT NULL")
     try:
-        with pytest.raises(DBAPIError) as raised:
-            async with engine.connect() as connection:
-                failing = text("SELECT 1 / 0 WHERE CAST(:note AS text) IS NOT NULL")
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError) as raised:
                 await connection.execute(failing, {"note": PLANTED})
     finally:
         await engine.dispose()
