@@ -68,6 +68,34 @@ async def connect(settings: OrdersSettings, database: str | None = None) -> asyn
     )
 
 
+@asynccontextmanager
+async def orders_locked(settings: OrdersSettings) -> AsyncIterator[asyncpg.Connection]:
+    """Hold an exclusive lock on `orders`: every statement on it waits until the block ends."""
+    connection = await connect(settings)
+    try:
+        async with connection.transaction():
+            await connection.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+            yield connection
+    finally:
+        await connection.close()
+
+
+async def wait_for_lock_waiters(connection: asyncpg.Connection, count: int) -> None:
+    """Until `count` other sessions wait on a lock: the requests reached the database."""
+    deadline = asyncio.get_running_loop().time() + 30
+    query = """
+        SELECT count(*) FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND datname = current_database()
+    """
+    while True:
+        # Inside a transaction pg_stat_activity is a snapshot taken once: clear it each time.
+        await connection.execute("SELECT pg_stat_clear_snapshot()")
+        if await connection.fetchval(query) >= count:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "the request never reached the lock"
+        await asyncio.sleep(0.05)
+
+
 def drop_database(settings: OrdersSettings) -> None:
     """Drop the settings' database, from outside any running event loop."""
 

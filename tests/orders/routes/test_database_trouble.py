@@ -7,9 +7,8 @@ Each fault is made certain, never hoped for: a table lock held by the test makes
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
@@ -21,31 +20,9 @@ from orders.main import create_app
 from orders.settings import OrdersSettings
 from tests.orders.payloads import order_payload
 from tests.orders.routes.test_orders import assert_problem, place
-from tests.support import PostgresServer, connect, serve_in_process
+from tests.support import PostgresServer, orders_locked, serve_in_process, wait_for_lock_waiters
 
 PLANTED = "planted-4f0c2d9e-personal-data"
-
-
-@contextlib.asynccontextmanager
-async def orders_locked(settings: OrdersSettings) -> AsyncIterator[asyncpg.Connection]:
-    """Hold an exclusive lock on `orders`: every statement on it waits until the block ends."""
-    connection = await connect(settings)
-    try:
-        async with connection.transaction():
-            await connection.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
-            yield connection
-    finally:
-        await connection.close()
-
-
-async def wait_for_lock_waiters(connection: asyncpg.Connection, count: int) -> None:
-    """Until `count` other sessions wait on a lock: the requests reached the database."""
-    deadline = asyncio.get_running_loop().time() + 30
-    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = $1"
-    name = await connection.fetchval("SELECT current_database()")
-    while await connection.fetchval(query, name) < count:
-        assert asyncio.get_running_loop().time() < deadline, "the request never reached the lock"
-        await asyncio.sleep(0.05)
 
 
 def app_with(
