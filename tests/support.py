@@ -279,6 +279,7 @@ def service_env(settings: OrdersSettings, **overrides: str) -> dict[str, str]:
         "ORDERS_BROKER__NATS_URL": settings.broker.nats_url.get_secret_value(),
         "ORDERS_OUTBOX__METRICS_PORT": "0",
         "ORDERS_CONSUMER__METRICS_PORT": "0",
+        "ORDERS_SERVER__SHUTDOWN_DELAY_SECONDS": "0",  # a test that wants the delay sets it
         **overrides,
     }
 

@@ -74,6 +74,14 @@ class ServerSettings(BaseModel):
     readiness_timeout_seconds: Annotated[
         float, Field(gt=0, description="How long /health/ready waits for each dependency.")
     ] = 1.0
+    shutdown_delay_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="After SIGTERM, readiness answers 503 this long before the server "
+            "stops accepting and drains; 0: stop at once.",
+        ),
+    ] = 5.0
 
 
 class HttpSettings(BaseModel):
