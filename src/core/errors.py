@@ -70,6 +70,12 @@ class PreconditionFailedError(DomainError):
     title = "Precondition failed"
 
 
+class PreconditionRequiredError(DomainError):
+    status = HTTPStatus.PRECONDITION_REQUIRED
+    slug = "precondition-required"
+    title = "Precondition required"
+
+
 class BusinessRuleError(DomainError):
     status = HTTPStatus.UNPROCESSABLE_CONTENT
     slug = "business-rule-violated"

@@ -109,6 +109,13 @@ class HttpSettings(BaseModel):
     gzip_minimum_bytes: Annotated[
         int, Field(ge=1, description="Responses at least this large are gzipped when asked.")
     ] = 1000
+    require_if_match: Annotated[
+        bool | None,
+        Field(
+            description="Refuse changes without If-Match (428), so no update is lost; "
+            "unset: required outside development and test."
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _no_wildcard_with_credentials(self) -> Self:
@@ -351,6 +358,12 @@ class CoreSettings(BaseSettings):
         if self.server.docs_enabled is None:
             return self.environment is Environment.DEVELOPMENT
         return self.server.docs_enabled
+
+    @property
+    def if_match_required(self) -> bool:
+        if self.http.require_if_match is None:
+            return not self.is_development
+        return self.http.require_if_match
 
     @property
     def is_development(self) -> bool:
