@@ -298,7 +298,7 @@ def wait_until_ready(
     base_url: str, process: subprocess.Popen[bytes], path: str = "/health/ready"
 ) -> None:
     """Until `path` answers 200; the process dying first fails the test with its output."""
-    deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed goal
+    deadline = time.monotonic() + 120  # a bound for a loaded machine, not a speed goal
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[0].decode()
         try:
