@@ -74,6 +74,21 @@ class ServerSettings(BaseModel):
     readiness_timeout_seconds: Annotated[
         float, Field(gt=0, description="How long /health/ready waits for each dependency.")
     ] = 1.0
+    header_timeout_seconds: Annotated[
+        float,
+        Field(gt=0, description="A connection whose request headers take longer is closed."),
+    ] = 10.0
+    keep_alive_timeout_seconds: Annotated[
+        int, Field(ge=1, description="An idle kept-alive connection is closed after this.")
+    ] = 5
+    limit_concurrency: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="Connections and requests in flight per worker past which new requests "
+            "get 503; unset: no limit.",
+        ),
+    ] = 1000
     shutdown_delay_seconds: Annotated[
         float,
         Field(
