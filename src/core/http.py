@@ -43,7 +43,7 @@ async def if_match_header(
         str | None,
         Header(
             description="The ETag last seen; a stale one is refused with 412, none with 428 "
-            "where the service requires it (ORDERS_HTTP__REQUIRE_IF_MATCH)."
+            "where the settings require it (`http.require_if_match`)."
         ),
     ] = None,
 ) -> str | None:
