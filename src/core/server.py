@@ -11,9 +11,11 @@ import sys
 from typing import Any
 
 import uvicorn
-from uvicorn.main import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
+
+# The exit status `uvicorn.run` gives when the server did not start.
+STARTUP_FAILURE = 3
 
 
 class ServerConfig(uvicorn.Config):
