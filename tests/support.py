@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -65,6 +66,34 @@ async def connect(settings: OrdersSettings, database: str | None = None) -> asyn
         password=db.password.get_secret_value() or None,
         database=database or db.name,
     )
+
+
+@asynccontextmanager
+async def orders_locked(settings: OrdersSettings) -> AsyncIterator[asyncpg.Connection]:
+    """Hold an exclusive lock on `orders`: every statement on it waits until the block ends."""
+    connection = await connect(settings)
+    try:
+        async with connection.transaction():
+            await connection.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+            yield connection
+    finally:
+        await connection.close()
+
+
+async def wait_for_lock_waiters(connection: asyncpg.Connection, count: int) -> None:
+    """Until `count` other sessions wait on a lock: the requests reached the database."""
+    deadline = asyncio.get_running_loop().time() + 30
+    query = """
+        SELECT count(*) FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND datname = current_database()
+    """
+    while True:
+        # Inside a transaction pg_stat_activity is a snapshot taken once: clear it each time.
+        await connection.execute("SELECT pg_stat_clear_snapshot()")
+        if await connection.fetchval(query) >= count:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "the request never reached the lock"
+        await asyncio.sleep(0.05)
 
 
 def drop_database(settings: OrdersSettings) -> None:
@@ -150,6 +179,49 @@ class RedisServer:
         raise TimeoutError(f"redis on {self.port} did not {'start' if up else 'stop'}")
 
 
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free port, which a test may stop and start again.
+
+    The server runs as the `postgres` user (it refuses root), in a directory that user owns."""
+
+    BIN = Path("/usr/lib/postgresql/15/bin")
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="orders-postgres-"))
+        shutil.chown(self.directory, "postgres", "postgres")
+        self._as_postgres(
+            "initdb", "-D", str(self.directory / "data"), "-U", "postgres", "--auth=trust"
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        data = str(self.directory / "data")
+        self._as_postgres("pg_ctl", "-D", data, "-o", options, "-l", f"{data}.log", "-w", "start")
+
+    def stop(self) -> None:
+        self._as_postgres("pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        subprocess.run(
+            [self.BIN / "pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+            user="postgres" if os.geteuid() == 0 else None,
+        )
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _as_postgres(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            [self.BIN / tool, *args],
+            check=True,
+            capture_output=True,
+            user="postgres" if os.geteuid() == 0 else None,
+            cwd=self.directory,
+            timeout=120,
+        )
+
+
 class NatsServer:
     """A throwaway nats-server with JetStream on a free port; its store outlives a restart."""
 
@@ -207,6 +279,7 @@ def service_env(settings: OrdersSettings, **overrides: str) -> dict[str, str]:
         "ORDERS_BROKER__NATS_URL": settings.broker.nats_url.get_secret_value(),
         "ORDERS_OUTBOX__METRICS_PORT": "0",
         "ORDERS_CONSUMER__METRICS_PORT": "0",
+        "ORDERS_SERVER__SHUTDOWN_DELAY_SECONDS": "0",  # a test that wants the delay sets it
         **overrides,
     }
 
@@ -225,7 +298,7 @@ def wait_until_ready(
     base_url: str, process: subprocess.Popen[bytes], path: str = "/health/ready"
 ) -> None:
     """Until `path` answers 200; the process dying first fails the test with its output."""
-    deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed goal
+    deadline = time.monotonic() + 120  # a bound for a loaded machine, not a speed goal
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[0].decode()
         try:

@@ -1,12 +1,14 @@
 """Declarative base, engine and session factory, built from settings (never at import time)."""
 
 import datetime as dt
+import functools
 import uuid
 from typing import ClassVar
 
 import asyncpg
 import sqlalchemy.ext.asyncio as sqlalchemy_asyncio
 from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from uuid6 import uuid7
@@ -45,6 +47,23 @@ class TimestampMixin:
 
 
 def build_engine(settings: DatabaseSettings) -> AsyncEngine:
+    # Looked up on the module at call time, so tracing's instrumentation of it applies.
+    engine: AsyncEngine = sqlalchemy_asyncio.create_async_engine(
+        settings.url(),
+        async_creator=functools.partial(_connect, settings),
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout_seconds,
+        # A round trip on every checkout (docs/performance.md); off, a connection the server
+        # dropped fails one request, and the pool then replaces every connection as old as it.
+        pool_pre_ping=settings.pool_pre_ping,
+        # Parameters carry personal data (an order's note): errors and logs show the SQL only.
+        hide_parameters=True,
+    )
+    return engine
+
+
+async def _connect(settings: DatabaseSettings) -> asyncpg.Connection:
     server_settings = {"timezone": "UTC"}
     if settings.statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
@@ -53,18 +72,19 @@ def build_engine(settings: DatabaseSettings) -> AsyncEngine:
         # publisher's advisory locks would hold its aggregates back.
         timeout = str(settings.idle_in_transaction_timeout_ms)
         server_settings["idle_in_transaction_session_timeout"] = timeout
-    # Looked up on the module at call time, so tracing's instrumentation of it applies.
-    engine: AsyncEngine = sqlalchemy_asyncio.create_async_engine(
-        settings.url(),
-        pool_size=settings.pool_size,
-        max_overflow=settings.max_overflow,
-        pool_timeout=settings.pool_timeout_seconds,
-        # A round trip on every checkout (docs/performance.md); off, a connection the server
-        # dropped fails one request, and the pool then replaces every connection as old as it.
-        pool_pre_ping=settings.pool_pre_ping,
-        connect_args={"server_settings": server_settings},
-    )
-    return engine
+    try:
+        return await asyncpg.connect(
+            host=settings.host,
+            port=settings.port,
+            user=settings.user,
+            password=settings.password.get_secret_value() or None,
+            database=settings.name,
+            server_settings=server_settings,
+        )
+    except OSError as error:
+        # asyncpg raises a bare OSError (refused, reset, timed out) where the server is away;
+        # as a SQLAlchemy error it is the same "database unavailable" as a connection lost later.
+        raise DisconnectionError(f"cannot connect to the database: {error!r}") from error
 
 
 def build_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -4,10 +4,12 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
@@ -16,6 +18,8 @@ from core.context import request_id_var
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_ROOT = "/problems/"
+
+log = structlog.get_logger(__name__)
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -66,6 +70,12 @@ class PreconditionFailedError(DomainError):
     title = "Precondition failed"
 
 
+class PreconditionRequiredError(DomainError):
+    status = HTTPStatus.PRECONDITION_REQUIRED
+    slug = "precondition-required"
+    title = "Precondition required"
+
+
 class BusinessRuleError(DomainError):
     status = HTTPStatus.UNPROCESSABLE_CONTENT
     slug = "business-rule-violated"
@@ -82,6 +92,31 @@ class ServiceUnavailableError(DomainError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
     slug = "service-unavailable"
     title = "Service unavailable"
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    slug = "database-unavailable"
+    title = "Database unavailable"
+
+    def __init__(self, detail: str = "the database cannot be reached; retry later") -> None:
+        super().__init__(detail, headers={"Retry-After": "5"})
+
+
+class DatabaseBusyError(ServiceUnavailableError):
+    slug = "database-busy"
+    title = "Database busy"
+
+    def __init__(self, detail: str = "every database connection is in use; retry later") -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
+
+
+class DatabaseTimeoutError(DomainError):
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    slug = "database-timeout"
+    title = "Database timeout"
+
+    def __init__(self, detail: str = "the database did not answer in time; retry later") -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
 
 
 class FieldError(BaseModel):
@@ -126,9 +161,17 @@ def problem_response(  # noqa: PLR0913 - one renderer for every problem field
 
 
 def problem_responses(*errors: type[DomainError]) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: each problem it can return, plus the invalid-input ones."""
+    """`responses=` for a route: each problem it can return, plus the invalid-input and the
+    database ones (every route reaches the database)."""
     responses: dict[int | str, dict[str, Any]] = {}
-    every: tuple[type[DomainError], ...] = (*errors, _MalformedRequestError, _InvalidRequestError)
+    every: tuple[type[DomainError], ...] = (
+        *errors,
+        _MalformedRequestError,
+        _InvalidRequestError,
+        DatabaseBusyError,
+        DatabaseUnavailableError,
+        DatabaseTimeoutError,
+    )
     for error in every:
         entry = responses.setdefault(
             int(error.status), {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
@@ -214,8 +257,49 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
+# SQLSTATEs that say "try again later", not "this request is wrong": the statement or lock
+# timeout, and a server that is shutting down, starting up or out of connections.
+_TIMEOUT_STATES = frozenset({"57014", "55P03"})
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def database_trouble(error: sa_exc.SQLAlchemyError) -> DomainError | None:
+    """The problem a database failure is to a client, or None for a fault of ours (a 500)."""
+    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return DatabaseBusyError()
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+    if sqlstate in _TIMEOUT_STATES:
+        return DatabaseTimeoutError()
+    lost = isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+    if (
+        lost
+        or isinstance(error, sa_exc.DisconnectionError | sa_exc.InterfaceError)
+        or sqlstate in _UNAVAILABLE_STATES
+        or sqlstate.startswith("08")  # connection exceptions
+    ):
+        return DatabaseUnavailableError()
+    return None
+
+
+async def _database_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, sa_exc.SQLAlchemyError)  # noqa: S101 - registered for it only
+    problem = database_trouble(error)
+    if problem is None:
+        raise error  # the last-resort 500, logged with its traceback
+    # The class and SQLSTATE only: a driver's message may quote the row it refused.
+    cause = getattr(error, "orig", None) or error
+    log.warning(
+        "database.failed",
+        problem=problem.slug,
+        error=type(cause).__name__,
+        sqlstate=getattr(cause, "sqlstate", None),
+    )
+    return await _domain_error(request, problem)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Unexpected exceptions are rendered by `RequestContextMiddleware`, which sees them all."""
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(sa_exc.SQLAlchemyError, _database_error)

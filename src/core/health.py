@@ -35,7 +35,9 @@ class Readiness(BaseModel):
 
 
 class NotReady(Problem):
-    checks: dict[str, Literal["ok", "down"]] = Field(examples=[{"postgres": "ok", "redis": "down"}])
+    checks: dict[str, Literal["ok", "down"]] = Field(
+        examples=[{"postgres": "down", "redis": "ok"}], description="Empty while shutting down."
+    )
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
@@ -58,8 +60,13 @@ async def liveness(resources: ResourcesDep) -> Liveness:
     responses={503: {"model": NotReady, "content": {PROBLEM_MEDIA_TYPE: {}}}},
 )
 async def readiness(request: Request, resources: ResourcesDep) -> Any:
-    """Ready when PostgreSQL and Redis answer within the readiness timeout; `degraded` (still
-    200) when a service this one calls is down."""
+    """Ready when this process can serve requests: PostgreSQL answers within the readiness
+    timeout, and no SIGTERM has come. `degraded` (still 200) when Redis or a service this one
+    calls is down: requests are served without them."""
+    if resources.draining.is_set():
+        return problem_response(
+            request.scope, 503, "not ready: shutting down", extra={"checks": {}}
+        )
     timeout = resources.settings.server.readiness_timeout_seconds
     downstreams = resources.downstreams
     results = await asyncio.gather(
@@ -70,10 +77,10 @@ async def readiness(request: Request, resources: ResourcesDep) -> Any:
     checks = dict(zip(("postgres", "redis", *downstreams), results, strict=True))
     for name, state in checks.items():
         resources.metrics.dependency_up.labels(name).set(1 if state == "ok" else 0)
-    down = [name for name in ("postgres", "redis") if checks[name] == "down"]
-    if down:
+    # Only PostgreSQL is critical: without Redis rate limits fail open and caches are skipped.
+    if checks["postgres"] == "down":
         return problem_response(
-            request.scope, 503, f"not ready: {', '.join(down)} down", extra={"checks": checks}
+            request.scope, 503, "not ready: postgres down", extra={"checks": checks}
         )
     readiness = Readiness(
         status="degraded" if "down" in checks.values() else "ready", checks=checks
@@ -105,7 +112,7 @@ async def _probe(resources: Resources, name: str, url: str, within: float) -> Li
 
 
 async def _ping_postgres(resources: Resources) -> None:
-    async with resources.engine.connect() as connection:
+    async with resources.probe_engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
 
 

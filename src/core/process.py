@@ -1,9 +1,11 @@
-"""What every long-running worker process shares: signals, a metrics endpoint, NOTIFY wake-ups."""
+"""What every long-running process shares: signals, a metrics endpoint, NOTIFY wake-ups."""
 
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import Coroutine, Iterator
+from types import FrameType
 from typing import Any
 
 import asyncpg
@@ -27,6 +29,49 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+@contextlib.contextmanager
+def drain_before_stopping(delay_seconds: float, draining: asyncio.Event) -> Iterator[None]:
+    """While inside, SIGTERM first sets `draining` and reaches the server's own handler only
+    `delay_seconds` later: readiness answers 503 while requests are still served, so load
+    balancers stop sending before the server stops accepting. A second SIGTERM does not wait.
+
+    Entered inside the server (an app's lifespan), whose SIGTERM handler it wraps; outside one
+    (no Python handler), or off the main thread, it does nothing."""
+    server_handler = signal.getsignal(signal.SIGTERM)
+    if not delay_seconds or not callable(server_handler):
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    timers: list[asyncio.TimerHandle] = []
+
+    def stop(frame: FrameType | None = None) -> None:
+        for timer in timers:
+            timer.cancel()
+        server_handler(signal.SIGTERM, frame)
+
+    def start_draining() -> None:
+        draining.set()
+        log.info("server.draining", delay_seconds=delay_seconds)
+        timers.append(loop.call_later(delay_seconds, stop))
+
+    def on_sigterm(_: int, frame: FrameType | None) -> None:
+        if draining.is_set():
+            stop(frame)
+        else:  # from a signal handler, only the thread-safe call may touch the loop
+            loop.call_soon_threadsafe(start_draining)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        for timer in timers:
+            timer.cancel()
+        signal.signal(signal.SIGTERM, server_handler)
 
 
 @contextlib.contextmanager

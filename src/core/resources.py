@@ -1,5 +1,6 @@
 """The process-wide clients a service needs, opened in the lifespan and closed after it."""
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from core.http_client import ResilientClient
 from core.jwks import token_verifier
 from core.metrics import HttpMetrics
 from core.outbox.writer import OutboxWriter
+from core.process import drain_before_stopping
 from core.rate_limit import RateLimiter
 from core.settings import CoreSettings, RedisSettings
 from core.tokens import TokenVerifier
@@ -23,6 +25,8 @@ from core.tokens import TokenVerifier
 class Resources:
     settings: CoreSettings
     engine: AsyncEngine
+    # One connection of its own for readiness: requests filling `engine`'s pool cannot starve it.
+    probe_engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
     redis: Redis
     outbox: OutboxWriter
@@ -32,6 +36,8 @@ class Resources:
     rate_limiter: RateLimiter
     # Services this one calls, by name: their health URL. Down means degraded, not unready.
     downstreams: Mapping[str, str] = field(default_factory=dict)
+    # Set on SIGTERM: readiness answers 503 while the server still serves (core.process).
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def build_redis(settings: RedisSettings, *, blocking_ms: int = 0) -> Redis:
@@ -54,26 +60,39 @@ async def open_resources(
 ) -> AsyncIterator[Resources]:
     engine = build_engine(settings.database)
     metrics.watch_pool(engine)
+    probe = settings.database.model_copy(
+        update={
+            "pool_size": 1,
+            "max_overflow": 0,
+            "pool_timeout_seconds": settings.server.readiness_timeout_seconds,
+        }
+    )
+    probe_engine = build_engine(probe)
     redis = build_redis(settings.redis)
     http = ResilientClient(settings.http_client, metrics)
+    draining = asyncio.Event()
     try:
         outbox = OutboxWriter(events, settings.events)
         sessions = build_session_factory(engine)
-        yield Resources(
-            settings,
-            engine,
-            sessions,
-            redis,
-            outbox,
-            metrics,
-            http,
-            token_verifier(settings.auth, http),
-            RateLimiter(redis, settings.rate_limit, metrics),
-            dict(downstreams or {}),
-        )
+        with drain_before_stopping(settings.server.shutdown_delay_seconds, draining):
+            yield Resources(
+                settings,
+                engine,
+                probe_engine,
+                sessions,
+                redis,
+                outbox,
+                metrics,
+                http,
+                token_verifier(settings.auth, http),
+                RateLimiter(redis, settings.rate_limit, metrics),
+                dict(downstreams or {}),
+                draining,
+            )
     finally:
         await http.aclose()
         await redis.aclose()
+        await probe_engine.dispose()
         await engine.dispose()
 
 

@@ -76,6 +76,29 @@ class ServerSettings(BaseModel):
     readiness_timeout_seconds: Annotated[
         float, Field(gt=0, description="How long /health/ready waits for each dependency.")
     ] = 1.0
+    header_timeout_seconds: Annotated[
+        float,
+        Field(gt=0, description="A connection whose request headers take longer is closed."),
+    ] = 10.0
+    keep_alive_timeout_seconds: Annotated[
+        int, Field(ge=1, description="An idle kept-alive connection is closed after this.")
+    ] = 5
+    limit_concurrency: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="Connections and requests in flight per worker past which new requests "
+            "get 503; unset: no limit.",
+        ),
+    ] = 1000
+    shutdown_delay_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="After SIGTERM, readiness answers 503 this long before the server "
+            "stops accepting and drains; 0: stop at once.",
+        ),
+    ] = 5.0
 
 
 class HttpSettings(BaseModel):
@@ -103,6 +126,13 @@ class HttpSettings(BaseModel):
     gzip_minimum_bytes: Annotated[
         int, Field(ge=1, description="Responses at least this large are gzipped when asked.")
     ] = 1000
+    require_if_match: Annotated[
+        bool | None,
+        Field(
+            description="Refuse changes without If-Match (428), so no update is lost; "
+            "unset: required outside development and test."
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _no_wildcard_with_credentials(self) -> Self:
@@ -399,6 +429,12 @@ class CoreSettings(BaseSettings):
         if self.server.docs_enabled is None:
             return self.environment is Environment.DEVELOPMENT
         return self.server.docs_enabled
+
+    @property
+    def if_match_required(self) -> bool:
+        if self.http.require_if_match is None:
+            return not self.is_development
+        return self.http.require_if_match
 
     @property
     def is_development(self) -> bool:

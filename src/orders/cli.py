@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-import uvicorn
 from alembic import command
 from alembic.config import Config
 
@@ -28,6 +27,7 @@ from core.outbox.dead import (
     show_dead_event,
 )
 from core.security import declared_scopes
+from core.server import ServerConfig, run_server
 from core.tokens import mint_token
 from orders.catalogue import write_catalogue
 from orders.consumer import run_consumer
@@ -57,22 +57,26 @@ def serve(settings: OrdersSettings, app: str = "orders.main:create_app") -> None
     """Run `app` (an application factory) under the server settings; the benchmark's floor too."""
     if settings.server.workers > 1:
         _share_metrics_between_workers()
-    uvicorn.run(
+    config = ServerConfig(
         app,
         factory=True,
         # uvloop and httptools (dependencies wherever they build): a cheaper event loop and
         # HTTP parser than asyncio's and h11, chosen explicitly so a missing one fails loudly.
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
         host=settings.server.host,
         port=settings.server.port,
         workers=settings.server.workers,
         log_config=None,  # core.logging owns the handlers
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # Slow or too many clients are bounded: see core.server.
+        header_timeout_seconds=settings.server.header_timeout_seconds,
+        timeout_keep_alive=settings.server.keep_alive_timeout_seconds,
+        limit_concurrency=settings.server.limit_concurrency,
         # X-Forwarded-For/-Proto count only from the proxies named in the settings.
         proxy_headers=bool(settings.http.trusted_proxies),
         forwarded_allow_ips=",".join(settings.http.trusted_proxies) or None,
     )
+    run_server(config)
 
 
 def _share_metrics_between_workers() -> None:

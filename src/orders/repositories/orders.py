@@ -8,7 +8,7 @@ import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -36,7 +36,7 @@ _SUMMARY_COLUMNS = (
 
 @functools.cache
 def _page_statements(
-    *, by_status: bool, by_customer: bool, oldest_first: bool
+    *, by_status: bool, by_customer: bool, oldest_first: bool, by_cursor: bool
 ) -> tuple[Select[*tuple[Any, ...]], Select[int]]:
     """The page and its count for one combination of filters, built on first use."""
     conditions = []
@@ -44,6 +44,15 @@ def _page_statements(
         conditions.append(Order.status == bindparam("status"))
     if by_customer:
         conditions.append(Order.customer_id == bindparam("customer_id"))
+    count = select(func.count()).select_from(Order).where(*conditions)
+    if by_cursor:
+        # Keyset: the rows after the last one listed, found through the index, at any depth.
+        key = tuple_(Order.created_at, Order.id)
+        after = tuple_(
+            bindparam("after_created_at", type_=Order.created_at.type),
+            bindparam("after_id", type_=Order.id.type),
+        )
+        conditions.append(key > after if oldest_first else key < after)
     if oldest_first:
         order_by = (Order.created_at.asc(), Order.id.asc())
     else:
@@ -55,7 +64,6 @@ def _page_statements(
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     )
-    count = select(func.count()).select_from(Order).where(*conditions)
     return page, count
 
 
@@ -70,15 +78,28 @@ class OrderRepository:
     def add(self, order: Order) -> None:
         self._session.add(order)
 
-    async def list_page(self, filters: OrderFilters) -> tuple[list[OrderSummary], int]:
+    async def list_page(self, filters: OrderFilters) -> tuple[list[OrderSummary], int | None]:
+        """A page of summaries and the total; no total when paging by cursor (a count of every
+        match would cost what the cursor saves)."""
         page, count = _page_statements(
             by_status=filters.status is not None,
             by_customer=filters.customer_id is not None,
             oldest_first=filters.sort == "created_at",
+            by_cursor=filters.after is not None,
         )
         parameters = {"status": filters.status, "customer_id": filters.customer_id}
+        after_created_at, after_id = filters.after or (None, None)
         rows = await self._session.execute(
-            page, {**parameters, "limit": filters.per_page, "offset": filters.offset}
+            page,
+            {
+                **parameters,
+                "after_created_at": after_created_at,
+                "after_id": after_id,
+                "limit": filters.per_page,
+                "offset": filters.offset,
+            },
         )
-        total = await self._session.scalar(count, parameters)
-        return [OrderSummary.model_validate(row) for row in rows], total or 0
+        summaries = [OrderSummary.model_validate(row) for row in rows]
+        if filters.after is not None:
+            return summaries, None
+        return summaries, await self._session.scalar(count, parameters) or 0

@@ -6,8 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, Security, status
 
-from core.errors import ConcurrentUpdateError, PreconditionFailedError, problem_responses
-from core.http import etag_for, none_match
+from core.errors import (
+    ConcurrentUpdateError,
+    PreconditionFailedError,
+    PreconditionRequiredError,
+    problem_responses,
+)
+from core.http import IfMatchDep, etag_for, none_match
 from core.http_client import DownstreamUnavailableError
 from core.idempotency import (
     IdempotencyKeyInUseError,
@@ -38,11 +43,6 @@ READ = [Security(authorize, scopes=[READ_SCOPE]), rate_limit("reads")]
 WRITE = [Security(authorize, scopes=[WRITE_SCOPE]), rate_limit("writes")]
 _GUARDED = (NotAuthenticatedError, InsufficientScopeError, RateLimitedError)
 _IDEMPOTENT = (IdempotencyKeyInUseError, IdempotencyKeyReusedError)
-
-IfMatch = Annotated[
-    str | None,
-    Header(description="The ETag last seen; the change is refused with 412 if it is stale."),
-]
 
 
 def _order_response(response: Response, order: Order) -> OrderRead:
@@ -131,6 +131,7 @@ async def list_orders(
         OrderStatusConflictError,
         ConcurrentUpdateError,
         PreconditionFailedError,
+        PreconditionRequiredError,
         OrderWithoutLinesError,
         *_GUARDED,
     ),
@@ -140,7 +141,7 @@ async def update_order(
     changes: OrderUpdate,
     service: OrderServiceDep,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatchDep,
 ) -> OrderRead:
     """Change a pending order's note or replace its lines."""
     return _order_response(response, await service.update_order(order_id, changes, if_match))
@@ -151,6 +152,7 @@ _TRANSITION_PROBLEMS = problem_responses(
     OrderStatusConflictError,
     ConcurrentUpdateError,
     PreconditionFailedError,
+    PreconditionRequiredError,
     *_GUARDED,
     *_IDEMPOTENT,
 )
@@ -167,7 +169,7 @@ async def confirm_order(
     service: OrderServiceDep,
     idempotency: IdempotencyDep,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatchDep,
 ) -> Response:
     """Confirm a pending order (idempotent with an `Idempotency-Key`)."""
     idempotency.present_with(lambda order: _order_answer(order, HTTPStatus.OK))
@@ -186,7 +188,7 @@ async def cancel_order(
     service: OrderServiceDep,
     idempotency: IdempotencyDep,
     response: Response,
-    if_match: IfMatch = None,
+    if_match: IfMatchDep,
 ) -> Response:
     """Cancel a pending order (idempotent with an `Idempotency-Key`)."""
     idempotency.present_with(lambda order: _order_answer(order, HTTPStatus.OK))

@@ -5,9 +5,9 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PrivateAttr, model_validator
 
-from core.pagination import PageParams
+from core.pagination import PageParams, decode_cursor
 from orders.models import OrderStatus
 
 Sku = Annotated[
@@ -121,6 +121,11 @@ class OrderSummary(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
 
+    @property
+    def position(self) -> tuple[str, ...]:
+        """Where it sits in the list's order (created_at, then id): what a cursor resumes after."""
+        return self.created_at.isoformat(), str(self.id)
+
 
 class OrderFilters(PageParams):
     model_config = ConfigDict(extra="forbid")
@@ -130,3 +135,23 @@ class OrderFilters(PageParams):
     sort: Literal["created_at", "-created_at"] = Field(
         "-created_at", description="`created_at` oldest first, `-created_at` newest first."
     )
+    _after: tuple[dt.datetime, uuid.UUID] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _cursor_names_an_order(self) -> Self:
+        if self.cursor is not None:
+            position = decode_cursor(self.cursor)
+            try:
+                created_at, order_id = position
+                after = dt.datetime.fromisoformat(created_at), uuid.UUID(order_id)
+            except ValueError as error:
+                raise ValueError("cursor: not one this API handed out") from error
+            if after[0].tzinfo is None:
+                raise ValueError("cursor: not one this API handed out")
+            self._after = after
+        return self
+
+    @property
+    def after(self) -> tuple[dt.datetime, uuid.UUID] | None:
+        """The (created_at, id) of the last order already listed, when paging by cursor."""
+        return self._after
