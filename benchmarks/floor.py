@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from uuid6 import uuid7
 
+from core.pagination import encode_cursor
 from orders.settings import OrdersSettings
 
 # One statement: the order and its lines, joined.
@@ -133,12 +134,15 @@ async def list_orders(request: Request) -> Response:
         }
         for r in rows
     ]
+    # A full page ends with the cursor to the next one, as the template's does.
+    last = rows[-1] if len(rows) == per_page else None
     body = {
         "data": data,
         "total": total,
         "page": page,
         "per_page": per_page,
         "total_pages": ceil(total / per_page),
+        "next_cursor": last and encode_cursor((last["created_at"].isoformat(), str(last["id"]))),
     }
     return Response(dump(body), media_type=JSON)
 

@@ -42,7 +42,7 @@ async def outbox_row(settings: OrdersSettings, order_id: str) -> dict[str, Any]:
 
 def same_shape(row: dict[str, Any], order_id: str) -> dict[str, Any]:
     """An outbox row without what differs between two orders: ids, times, trace context."""
-    varying = {"id", "event_id", "occurred_at", "traceparent", "tracestate"}
+    varying = {"id", "event_id", "occurred_at", "available_at", "traceparent", "tracestate"}
     kept = {key: value for key, value in row.items() if key not in varying}
     return {
         key: value.replace(order_id, "ORDER") if isinstance(value, str) else value
