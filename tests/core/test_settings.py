@@ -84,3 +84,21 @@ def test_plain_log_variables_work_unless_the_prefixed_ones_say_otherwise(
     assert (settings.logging.format, settings.logging.level) == ("console", "DEBUG")
     monkeypatch.setenv("ORDERS_LOGGING__LEVEL", "WARNING")
     assert OrdersSettings(_env_file=None).logging.level == "WARNING"
+
+
+@pytest.mark.parametrize("secret", ["x" * 31, "é" * 15])
+def test_an_hs256_secret_under_32_bytes_is_refused(
+    monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    monkeypatch.setenv("ORDERS_AUTH__HS256_SECRET", secret)
+    with pytest.raises(ValidationError, match=r"auth.hs256_secret: at least 32 bytes"):
+        OrdersSettings(_env_file=None)
+
+
+@pytest.mark.parametrize("secret", ["x" * 32, "é" * 16])  # 32 bytes in UTF-8, as it signs
+def test_an_hs256_secret_of_32_bytes_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    monkeypatch.setenv("ORDERS_AUTH__HS256_SECRET", secret)
+    settings = OrdersSettings(_env_file=None)
+    assert settings.auth.hs256_secret.get_secret_value() == secret
