@@ -2,6 +2,8 @@
 the cache, and what travels downstream."""
 
 import asyncio
+import datetime as dt
+import email.utils
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -136,6 +138,26 @@ async def test_retry_after_is_honoured_and_passed_on_when_too_long(
     response = await api.post("/v1/orders", json=order_payload(customer_id=BLOCKED))
     assert (response.status_code, response.headers["retry-after"]) == (503, "120")
     assert len(customers.lookups()) == 3  # not retried
+
+
+async def test_retry_after_as_an_http_date_is_honoured_and_passed_on(
+    api: httpx.AsyncClient, customers: CustomersService
+) -> None:
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    customers.failures, customers.retry_after = 1, email.utils.format_datetime(later, usegmt=True)
+    response = await api.post("/v1/orders", json=order_payload(customer_id=KNOWN))
+    assert response.status_code == 503
+    assert 500 < int(response.headers["retry-after"]) <= 600  # ten minutes, as seconds from now
+    assert len(customers.lookups()) == 1  # longer than we may wait: not retried
+
+    # A date gone by, or one that does not parse, leaves the usual backoff: retried, answered.
+    # Two customers: the first answer is cached, and a cached one asks nobody.
+    past, unparseable = "Mon, 01 Jan 2001 00:00:00 GMT", "soon"
+    for value, customer, status in ((past, KNOWN, 201), (unparseable, BLOCKED, 409)):
+        customers.failures, customers.retry_after = 1, value
+        ordered = await api.post("/v1/orders", json=order_payload(customer_id=customer))
+        assert ordered.status_code == status, value
+    assert len(customers.lookups()) == 5  # 1, then 2 for each: the 503 and the retry
 
 
 async def test_a_cancelled_trial_call_does_not_wedge_the_breaker(database: OrdersSettings) -> None:
