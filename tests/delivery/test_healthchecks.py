@@ -74,7 +74,8 @@ def server() -> Iterator[int]:
 
 def answers(port: int) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+        # Seconds, not one: a loaded machine answers slowly, which is not a server that is down.
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
     except httpx.TransportError:
         return False
 
