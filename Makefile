@@ -63,7 +63,7 @@ test: install ## the whole suite on real PostgreSQL and Redis, in phases, with t
 	$(RUN) python scripts/test_phases.py default slow generated containers
 
 # One pytest process per core (pytest-xdist), each with its own database, Redis and NATS
-# (tests/conftest.py); TEST_WORKERS=1 runs it in one. `make test` (CI) stays in one process.
+# (tests/conftest.py); TEST_WORKERS=1 runs it in one. `make test` uses TEST_WORKERS too (default 2).
 TEST_WORKERS ?= auto
 test-fast: install ## the suite without the slow drills, in TEST_WORKERS processes
 	scripts/test-tools
