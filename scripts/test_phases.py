@@ -20,8 +20,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-REPORTS = ROOT / ".test-reports"
+REPORTS = ".test-reports"
 GENERATOR = "tests/generator"
 CONTAINERS = "tests/delivery/test_containers.py"
 NO_TESTS_COLLECTED = 5
@@ -52,31 +51,31 @@ PHASES = {
 }
 
 
-def command(phase: Phase) -> list[str]:
+def command(phase: Phase, root: Path) -> list[str]:
     if phase.name == "lint":
         return ["make", "--no-print-directory", "lint"]
-    report = REPORTS / f"{phase.name}.xml"
+    report = root / REPORTS / f"{phase.name}.xml"
     # Each phase appends its coverage; the gate is applied once, over the combined data.
     coverage = ["--cov", "--cov-append", "--cov-report=", "--cov-fail-under=0"]
     return [sys.executable, "-m", "pytest", *phase.pytest, *coverage, f"--junitxml={report}"]
 
 
-def run(phase: Phase) -> str:
+def run(phase: Phase, root: Path) -> str:
     """The phase's verdict: ok, FAILED (why) or skipped (why)."""
-    if phase.needs and not any((ROOT / path).exists() for path in phase.needs):
+    if phase.needs and not any((root / path).exists() for path in phase.needs):
         return f"skipped: no {', '.join(phase.needs)} here"
-    print(f"\n=== {phase.name}: {' '.join(command(phase))}", flush=True)
-    status = subprocess.run(command(phase), cwd=ROOT, check=False).returncode  # noqa: S603
+    print(f"\n=== {phase.name}: {' '.join(command(phase, root))}", flush=True)
+    status = subprocess.run(command(phase, root), cwd=root, check=False).returncode  # noqa: S603
     if status == NO_TESTS_COLLECTED:
         return "FAILED: collected no tests"
     return "ok" if status == 0 else f"FAILED: exit status {status}"
 
 
-def slowest(names: list[str]) -> list[tuple[float, str]]:
+def slowest(names: list[str], root: Path) -> list[tuple[float, str]]:
     """The slowest tests (setup, call and teardown) in the phases' JUnit reports."""
     times = []
     for name in names:
-        report = REPORTS / f"{name}.xml"
+        report = root / REPORTS / f"{name}.xml"
         if report.exists():
             for case in ET.parse(report).iter("testcase"):  # noqa: S314 - our own pytest's report
                 test = f"{case.get('classname', '')}::{case.get('name', '')}"
@@ -84,7 +83,7 @@ def slowest(names: list[str]) -> list[tuple[float, str]]:
     return sorted(times, reverse=True)[:SLOWEST]
 
 
-def gate() -> str:
+def gate(root: Path) -> str:
     """Coverage over every phase: src/ against fail_under (pyproject.toml), scripts/ against
     its own floor."""
     report = [sys.executable, "-m", "coverage", "report", "--show-missing", "--skip-covered"]
@@ -92,7 +91,7 @@ def gate() -> str:
     for include, floor in (("src/*", []), ("scripts/*", [f"--fail-under={SCRIPTS_FLOOR}"])):
         print(f"\n=== coverage of {include}", flush=True)
         command = [*report, f"--include={include}", *floor]
-        if subprocess.run(command, cwd=ROOT, check=False).returncode != 0:  # noqa: S603
+        if subprocess.run(command, cwd=root, check=False).returncode != 0:  # noqa: S603
             failed.append(include.removesuffix("/*"))
     return f"FAILED: {', '.join(failed)} under the floor or unmeasured" if failed else "ok"
 
@@ -100,23 +99,25 @@ def gate() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("phases", nargs="*", metavar="PHASE", default=list(PHASES)[1:])
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     args = parser.parse_args(argv)
     if unknown := set(args.phases) - set(PHASES):
         parser.error(f"unknown phases: {', '.join(sorted(unknown))} (known: {', '.join(PHASES)})")
-    REPORTS.mkdir(exist_ok=True)
-    for stale in REPORTS.glob("*.xml"):
+    root: Path = args.root.resolve()
+    (root / REPORTS).mkdir(exist_ok=True)
+    for stale in (root / REPORTS).glob("*.xml"):
         stale.unlink()
-    subprocess.run([sys.executable, "-m", "coverage", "erase"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "coverage", "erase"], cwd=root, check=True)
     # Every phase runs, so one run shows every failure; the exit status says whether any failed.
     verdicts: dict[str, tuple[str, float]] = {}
     for name in args.phases:
         started = time.monotonic()
-        verdicts[name] = (run(PHASES[name]), time.monotonic() - started)
+        verdicts[name] = (run(PHASES[name], root), time.monotonic() - started)
     ran = [name for name, (verdict, _) in verdicts.items() if not verdict.startswith("skipped")]
     tested = [name for name in ran if name != "lint"]
-    verdicts["coverage"] = (gate() if tested else "skipped: no tests ran", 0.0)
+    verdicts["coverage"] = (gate(root) if tested else "skipped: no tests ran", 0.0)
     print(f"\n=== the {SLOWEST} slowest tests")
-    for seconds, test in slowest(tested):
+    for seconds, test in slowest(tested, root):
         print(f"{seconds:8.1f} s  {test}")
     print("\n=== phases")
     for name, (verdict, seconds) in verdicts.items():
