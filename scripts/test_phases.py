@@ -71,16 +71,18 @@ def run(phase: Phase, root: Path) -> str:
     return "ok" if status == 0 else f"FAILED: exit status {status}"
 
 
-def slowest(names: list[str], root: Path) -> list[tuple[float, str]]:
-    """The slowest tests (setup, call and teardown) in the phases' JUnit reports."""
-    times = []
+def cases(names: list[str], root: Path) -> list[tuple[float, str, bool]]:
+    """Every test in the phases' JUnit reports: its time (setup, call and teardown), its name,
+    and whether it failed."""
+    found = []
     for name in names:
         report = root / REPORTS / f"{name}.xml"
         if report.exists():
             for case in ET.parse(report).iter("testcase"):  # noqa: S314 - our own pytest's report
-                test = f"{case.get('classname', '')}::{case.get('name', '')}"
-                times.append((float(case.get("time", 0)), f"[{name}] {test}"))
-    return sorted(times, reverse=True)[:SLOWEST]
+                test = f"[{name}] {case.get('classname', '')}::{case.get('name', '')}"
+                failed = any(child.tag in {"failure", "error"} for child in case)
+                found.append((float(case.get("time", 0)), test, failed))
+    return found
 
 
 def gate(root: Path) -> str:
@@ -116,9 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     ran = [name for name, (verdict, _) in verdicts.items() if not verdict.startswith("skipped")]
     tested = [name for name in ran if name != "lint"]
     verdicts["coverage"] = (gate(root) if tested else "skipped: no tests ran", 0.0)
+    found = cases(tested, root)
     print(f"\n=== the {SLOWEST} slowest tests")
-    for seconds, test in slowest(tested, root):
+    for seconds, test, _ in sorted(found, reverse=True)[:SLOWEST]:
         print(f"{seconds:8.1f} s  {test}")
+    # Named again here: a phase's own summary scrolls far up, behind the coverage reports.
+    if failures := [test for _, test, failed in found if failed]:
+        print("\n=== failed tests\n" + "\n".join(failures))
     print("\n=== phases")
     for name, (verdict, seconds) in verdicts.items():
         print(f"{name:<11} {seconds:8.1f} s  {verdict}")

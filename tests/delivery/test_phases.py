@@ -98,6 +98,7 @@ def test_a_failing_test_or_coverage_under_the_gate_fails_the_run(tmp_path: Path)
         "containers": "skipped: no tests/delivery/test_containers.py here",
         "coverage": "-",
     }
+    assert "=== failed tests\n[default] tests.test_default::test_the_tool_answers" in output
 
     status, output = phases(project(tmp_path / "uncovered", test_slow=SLOW), "slow")
     assert status == 1, output
