@@ -66,12 +66,14 @@ migrate: ## create the database when missing and apply every migration
 revision: ## autogenerate a migration: make revision m="add coupons"
 	$(RUN) alembic revision --autogenerate -m "$(m)"
 
-test: install ## the whole suite on real PostgreSQL and Redis, with the branch-coverage gate
+# Phases (scripts/test_phases.py says which test lands where): each is timed, coverage is
+# combined over all of them and gated once, and the slowest tests are listed at the end.
+test: install ## the whole suite on real PostgreSQL and Redis, in phases, with the coverage gate
 	scripts/test-tools
-	$(RUN) pytest --cov --cov-report=term-missing:skip-covered
+	$(RUN) python scripts/test_phases.py default slow generated containers
 
 # One pytest process per core (pytest-xdist), each with its own database, Redis and NATS
-# (tests/conftest.py); TEST_WORKERS=1 runs it in one. `make test` (CI) stays in one process.
+# (tests/conftest.py); TEST_WORKERS=1 runs it in one. `make test` uses TEST_WORKERS too (default 2).
 TEST_WORKERS ?= auto
 test-fast: install ## the suite without the slow drills, in TEST_WORKERS processes
 	scripts/test-tools
@@ -97,4 +99,6 @@ fmt: install ## fix what ruff can fix and format
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
-check: lint test ## what CI runs: lint, then the whole suite
+check: install ## what CI runs: lint, then the whole suite, timed phase by phase
+	scripts/test-tools
+	$(RUN) python scripts/test_phases.py lint default slow generated containers

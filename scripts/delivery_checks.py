@@ -211,13 +211,15 @@ def checkov(options: Options) -> list[str]:
 
 
 def run_checkov(root: Path, *arguments: str) -> tuple[bool, str]:
-    """checkov from its own environment (.venv-checkov), locked apart from the dev tools in the
-    `checkov` dependency group; uv installs it there on the first run."""
+    """checkov from its own environment (.venv-checkov, or CHECKOV_ENVIRONMENT's path), locked
+    apart from the dev tools in the `checkov` dependency group; uv installs it on the first run.
+    Several trees linted in one run (generated services) can share one."""
     uv = os.environ.get("UV") or shutil.which("uv")
     if uv is None:
         return False, "uv is not installed: `make install` installs it"
     environment = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
-    environment["UV_PROJECT_ENVIRONMENT"] = str(REPO / ".venv-checkov")
+    checkov_environment = os.environ.get("CHECKOV_ENVIRONMENT") or str(REPO / ".venv-checkov")
+    environment["UV_PROJECT_ENVIRONMENT"] = checkov_environment
     uv_run = [uv, "run", "--frozen", "--quiet", "--project", str(REPO)]
     uv_run += ["--only-group", "checkov", "--compile-bytecode"]
     # --skip-download: nothing is fetched from the vendor's platform; the built-in checks run.

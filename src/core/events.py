@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from opentelemetry import propagate
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 SPEC_VERSION = "1.0"
 JSON = "application/json"
@@ -128,14 +128,6 @@ class CloudEvent:
             tracestate=fields.get("tracestate"),
             datacontenttype=fields.get("datacontenttype", JSON),
         )
-
-    def payload(self, registry: EventRegistry) -> EventPayload:
-        """The validated payload; raises ValueError when data breaks the type's schema."""
-        schema = registry.payload_for(self.type)
-        try:
-            return schema.model_validate(self.data)
-        except ValidationError as error:
-            raise ValueError(f"{self.type} data does not match its schema: {error}") from error
 
 
 def encode_sequence(version: int) -> str:

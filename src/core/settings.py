@@ -215,7 +215,8 @@ class AuthSettings(BaseModel):
 
     @model_validator(mode="after")
     def _long_enough_secret(self) -> Self:
-        if 0 < len(self.hs256_secret.get_secret_value()) < MIN_HS256_SECRET_BYTES:
+        # Bytes, not characters: the token is signed with the secret's UTF-8 encoding.
+        if 0 < len(self.hs256_secret.get_secret_value().encode()) < MIN_HS256_SECRET_BYTES:
             msg = f"auth.hs256_secret: at least {MIN_HS256_SECRET_BYTES} bytes (RFC 7518)"
             raise ValueError(msg)
         return self

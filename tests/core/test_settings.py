@@ -102,3 +102,21 @@ def test_one_variable_of_a_group_keeps_the_services_other_defaults(
     assert settings.consumer.group == defaults.consumer.group
     assert settings.auth.audience == defaults.auth.audience
     assert settings.events == defaults.events.model_copy(update={"max_bytes": 4096})
+
+
+@pytest.mark.parametrize("secret", ["x" * 31, "é" * 15])
+def test_an_hs256_secret_under_32_bytes_is_refused(
+    monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    monkeypatch.setenv("ORDERS_AUTH__HS256_SECRET", secret)
+    with pytest.raises(ValidationError, match=r"auth.hs256_secret: at least 32 bytes"):
+        OrdersSettings(_env_file=None)
+
+
+@pytest.mark.parametrize("secret", ["x" * 32, "é" * 16])  # 32 bytes in UTF-8, as it signs
+def test_an_hs256_secret_of_32_bytes_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    monkeypatch.setenv("ORDERS_AUTH__HS256_SECRET", secret)
+    settings = OrdersSettings(_env_file=None)
+    assert settings.auth.hs256_secret.get_secret_value() == secret

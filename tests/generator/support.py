@@ -3,18 +3,32 @@
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 TEMPLATE = Path(__file__).resolve().parents[2]
+DESCRIPTION = "Invoices customers and keeps their balances."
+# The tests of one generated service share its tree: its group keeps them on one worker, one
+# after another (`--dist loadgroup`), while the other variant's run beside them.
+WITH_EXAMPLE = pytest.mark.xdist_group("with_example")
+WITHOUT_EXAMPLE = pytest.mark.xdist_group("without_example")
+VARIANTS = [
+    pytest.param("with_example", marks=WITH_EXAMPLE, id="with-example"),
+    pytest.param("without_example", marks=WITHOUT_EXAMPLE, id="without-example"),
+]
 
 
 def environment() -> dict[str, str]:
-    """The generated service's commands get its own .venv and settings, not this run's."""
+    """The generated service's commands get its own .venv and settings, not this run's; checkov,
+    locked alike in every service, is installed once for the run, in this repository."""
     return {
         key: value
         for key, value in os.environ.items()
         if key != "VIRTUAL_ENV" and not key.startswith(("ORDERS_", "BILLING_", "COV_", "COVERAGE"))
-    } | {"UV_PYTHON_DOWNLOADS": "never"}
+    } | {"UV_PYTHON_DOWNLOADS": "never", "CHECKOV_ENVIRONMENT": str(TEMPLATE / ".venv-checkov")}
 
 
 def run(command: list[str], cwd: Path, timeout: float = 900) -> str:
@@ -70,3 +84,14 @@ def commit_all(repository: Path, message: str) -> None:
         ],
         repository,
     )
+
+
+@contextmanager
+def added_resource(service: Path, name: str) -> Iterator[str]:
+    """`make resource name=NAME` in the service, its output; the tree is as generated after."""
+    try:
+        yield run(["make", "resource", f"name={name}"], service)
+    finally:
+        # Ignored files (.venv, caches) stay: they are what the next command reuses.
+        run(["git", "reset", "--hard", "--quiet"], service)
+        run(["git", "clean", "-d", "--force", "--quiet"], service)

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.generator.support import TEMPLATE, generate, run
+from tests.generator.support import DESCRIPTION, TEMPLATE, WITH_EXAMPLE, WITHOUT_EXAMPLE, run
 
 pytestmark = pytest.mark.slow
 
-DESCRIPTION = "Invoices customers and keeps their balances."
 # Files where, once the example is gone, any `orders` left is a rename the generator missed.
 SERVICE_FILES = (
     "src/**/*.py",
@@ -30,28 +29,6 @@ SERVICE_FILES = (
     "docs/configuration.md",
     "docs/events/**/*.json",
 )
-
-
-def _generate(factory: pytest.TempPathFactory, *data: str) -> Path:
-    answers = (f"description={DESCRIPTION}", *data)
-    return generate(factory.mktemp("generated"), *answers)
-
-
-@pytest.fixture(scope="module")
-def with_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Its own event type prefix: the example's catalogue and m2m tests hold it to the code.
-    return _generate(tmp_path_factory, "example_domain=true", "event_prefix=acme.billing")
-
-
-@pytest.fixture(scope="module")
-def without_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _generate(tmp_path_factory, "example_domain=false")
-
-
-@pytest.fixture(params=["with_example", "without_example"])
-def service(request: pytest.FixtureRequest) -> Path:
-    path: Path = request.getfixturevalue(request.param)
-    return path
 
 
 def test_the_service_has_its_own_names(service: Path) -> None:
@@ -72,6 +49,7 @@ def test_the_service_has_its_own_names(service: Path) -> None:
     assert not (service / "scripts" / "generator").exists()
 
 
+@WITHOUT_EXAMPLE
 def test_without_the_example_only_the_core_and_an_empty_layout_remain(
     without_example: Path,
 ) -> None:
@@ -94,6 +72,7 @@ def test_without_the_example_only_the_core_and_an_empty_layout_remain(
     assert "docs/walkthrough.md" not in (without_example / "README.md").read_text()
 
 
+@WITHOUT_EXAMPLE
 def test_without_the_example_no_orders_is_left_in_the_code(without_example: Path) -> None:
     leftovers = [
         f"{path.relative_to(without_example)}:{number}: {line.strip()}"
@@ -105,6 +84,7 @@ def test_without_the_example_no_orders_is_left_in_the_code(without_example: Path
     assert leftovers == []
 
 
+@WITH_EXAMPLE
 def test_with_the_example_lint_and_the_service_tests_pass(with_example: Path) -> None:
     """The example's other tests are this repository's own, renamed: this suite runs them."""
     assert "acme.billing.order.placed.v1" in (with_example / "m2m/events.json").read_text()
@@ -115,6 +95,7 @@ def test_with_the_example_lint_and_the_service_tests_pass(with_example: Path) ->
     run(["uv", "run", "--frozen", *pytest_args], with_example, timeout=1200)
 
 
+@WITHOUT_EXAMPLE
 def test_without_the_example_the_readme_test_command_passes(without_example: Path) -> None:
     """`make check`: lint, then the whole suite with its coverage gate."""
     run(["make", "check"], without_example, timeout=1800)

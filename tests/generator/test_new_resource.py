@@ -1,5 +1,6 @@
-"""`make resource`: in a service generated with and without the example orders domain, the
-new resource lints and passes its tests untouched; bad names are refused."""
+"""`make resource`: in a service generated with and without the example orders domain (the
+run's shared ones, conftest.py), the new resource lints and passes its tests untouched; bad
+names are refused."""
 
 import shutil
 import subprocess
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.generator.support import generate, run
+from tests.generator.support import VARIANTS, added_resource, run
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCE_TESTS = [
@@ -37,19 +38,18 @@ def copy_repository(target: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("example", [True, False], ids=["with-example", "without-example"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_invoices_in_a_generated_service_pass_lint_and_their_tests(
-    tmp_path: Path, example: bool
+    request: pytest.FixtureRequest, variant: str
 ) -> None:
-    service = generate(tmp_path, f"example_domain={str(example).lower()}")
+    service: Path = request.getfixturevalue(variant)
 
-    written = run(["make", "resource", "name=invoices"], service)
-
-    assert "src/billing/services/invoices.py" in written
-    run(["make", "lint"], service)
-    run(["scripts/test-tools"], service)
-    tests = [test.replace("/orders/", "/billing/") for test in RESOURCE_TESTS]
-    run(["uv", "run", "--frozen", "pytest", *tests, "-p", "no:cacheprovider", "-q"], service)
+    with added_resource(service, "invoices") as written:
+        assert "src/billing/services/invoices.py" in written
+        run(["make", "lint"], service)
+        run(["scripts/test-tools"], service)
+        tests = [test.replace("/orders/", "/billing/") for test in RESOURCE_TESTS]
+        run(["uv", "run", "--frozen", "pytest", *tests, "-p", "no:cacheprovider", "-q"], service)
 
 
 def test_a_resource_that_exists_or_a_bad_name_is_refused_and_nothing_written(

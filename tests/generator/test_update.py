@@ -8,7 +8,7 @@ import pytest
 
 from tests.generator.support import TEMPLATE, commit_all, copier, generate, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("update")]
 
 # The repository carries no release tags: a temporary clone gets two. The earlier version is
 # the current one without a comment the publisher process gained (a change the update must

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ from core.events import CloudEvent
 from orders.cli import main
 from orders.settings import OrdersSettings
 from tests.brokers import BrokerHarness
-from tests.core.brokers.conftest import TYPE, event, run_for
+from tests.core.brokers.conftest import TYPE, event
 from tests.core.outbox.conftest import insert_events
 
 
@@ -29,6 +30,13 @@ async def answer(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     capsys.readouterr()
     await asyncio.to_thread(main, list(argv))
     return json.loads(capsys.readouterr().out)
+
+
+async def until_dead_lettered(broker: BrokerHarness, stream: str) -> None:
+    deadline = time.monotonic() + 30  # a bound for a loaded machine, not a speed goal
+    while not await broker.dead_letters().entries(stream):
+        assert time.monotonic() < deadline, f"nothing reached {stream}'s dead letters"
+        await asyncio.sleep(0.05)
 
 
 async def bury(engine: AsyncEngine) -> str:
@@ -77,7 +85,13 @@ async def test_dead_letters_are_listed_shown_and_replayed_on_either_broker(
     consumer = broker.consumer("payments", {TYPE: reject}, options, "c1")
     await consumer.ensure_groups()
     await broker.publish("payments", event("evt-9"))
-    await run_for([consumer], 0.5)
+    stop = asyncio.Event()
+    running = asyncio.create_task(consumer.run(stop))
+    try:
+        await until_dead_lettered(broker, "payments")
+    finally:
+        stop.set()
+        await running
 
     stream = ("--stream", "payments")
     [letter] = await answer(capsys, "dead-letters", "list", *stream)

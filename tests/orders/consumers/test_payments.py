@@ -93,11 +93,12 @@ async def test_a_successful_payment_confirms_the_order_once(
     event_id = await pay("succeeded", order_id)
     await pay("succeeded", order_id, event_id=event_id)  # redelivered by the payments service
 
-    async def confirmed() -> bool:
-        return await status_of(client, order_id) == "confirmed"
+    async def both_handled() -> bool:
+        """Confirmed, and the copy delivered and acknowledged too: its verdict is in."""
+        outstanding = await broker.outstanding("payments", broker.settings.consumer.group)
+        return await status_of(client, order_id) == "confirmed" and outstanding == 0
 
-    await eventually(confirmed)
-    await asyncio.sleep(0.3)  # room for the duplicate to do harm, were it to
+    await eventually(both_handled)
     order = (await client.get(f"/v1/orders/{order_id}")).json()
     assert order["version"] == 2
     assert await order_events(engine, order_id) == [
