@@ -54,7 +54,8 @@ CLAIM_RATIO_TARGET = 2.0
 _SEED_HELD = text("""
 INSERT INTO outbox_events (event_id, source, type, subject, topic, aggregate_type, aggregate_id,
     aggregate_version, data)
-SELECT gen_random_uuid(), '/services/orders', 'orders.order.note_changed.v1', 'order/held' || a,
+SELECT gen_random_uuid(), '/services/orders',
+    'orders.order.note_changed.v1', 'order/held' || a,
     'orders', 'order', 'held' || a, v, '{"note": "held"}'
 FROM generate_series(1, :versions) v, generate_series(1, :aggregates) a
 """)

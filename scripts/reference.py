@@ -125,7 +125,7 @@ def configuration_markdown(reference: list[dict[str, Any]]) -> str:
 FRAMEWORK_PROBLEMS = {
     HTTPStatus.NOT_FOUND: "no route has this path",
     HTTPStatus.METHOD_NOT_ALLOWED: "the path has no such method; `Allow` names those it has",
-    HTTPStatus.CONTENT_TOO_LARGE: "the body is over `ORDERS_HTTP__MAX_BODY_BYTES` (refused unread)",
+    HTTPStatus.CONTENT_TOO_LARGE: "a body over `ORDERS_HTTP__MAX_BODY_BYTES`, refused unread",
     HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "a request body that is not `application/json`",
     HTTPStatus.INTERNAL_SERVER_ERROR: "anything unexpected: logged with its trace, never detailed",
     HTTPStatus.GATEWAY_TIMEOUT: "the request ran past `ORDERS_HTTP__REQUEST_TIMEOUT_SECONDS`",

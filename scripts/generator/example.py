@@ -42,6 +42,12 @@ EXAMPLE_FILES = (
     "tests/core/outbox/test_wakeups.py",
     "tests/core/brokers/test_drills.py",
     "tests/core/jetstream/test_broker.py",
+    "tests/core/brokers/test_consumer_drills.py",
+    "tests/core/brokers/drill_consumer.py",
+    "tests/core/test_readiness_under_load.py",
+    "tests/orders/test_server_drain.py",
+    # The inbox fills only where events are consumed; without the example nothing is.
+    "tests/orders/test_consumer.py",
     # The docs describe the example: without it they name what went with it.
     "tests/test_docs.py",
     # The HTTP benchmark measures the example's endpoints against a floor doing its SQL.
