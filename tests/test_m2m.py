@@ -111,10 +111,3 @@ def test_every_default_reads_back_as_written_in_the_environment(
     monkeypatch.undo()
     assert written == OrdersSettings(_env_file=None).model_dump()
 
-
-def test_the_idempotent_operations_are_those_taking_the_header() -> None:
-    taking = {
-        f"{row['method']} {row['path']}" for row in load("http.json") if row["idempotency_key"]
-    }
-    listed = load("events.json").get("http_idempotency", {}).get("operations", [])
-    assert set(listed) == taking

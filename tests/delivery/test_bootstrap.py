@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from orders.settings import SERVICE
 from tests.delivery.support import copy_of_repo
 
 # What `make install` reads: the Makefile, its scripts, the project and its lock.
@@ -71,7 +72,7 @@ def test_make_install_brings_uv_where_the_system_python_forbids_pip(tmp_path: Pa
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "project" / ".tools" / "bin" / "uv").is_file()
-    assert (tmp_path / "venv" / "bin" / "orders").is_file()
+    assert (tmp_path / "venv" / "bin" / SERVICE).is_file()
 
 
 def test_make_install_names_what_is_missing_when_uv_cannot_be_installed(tmp_path: Path) -> None:
