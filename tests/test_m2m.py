@@ -110,4 +110,3 @@ def test_every_default_reads_back_as_written_in_the_environment(
     written = OrdersSettings(_env_file=None).model_dump()
     monkeypatch.undo()
     assert written == OrdersSettings(_env_file=None).model_dump()
-
