@@ -257,7 +257,7 @@ class NatsHarness:
         for connection in self._connections:
             await connection.close()
         client = await self._nats()
-        js = client.jetstream()
+        js = client.jetstream(timeout=30)  # a loaded machine's JetStream can take seconds
         for stream in await js.streams_info():
             await js.delete_stream(stream.config.name or "")
         await client.close()
