@@ -91,7 +91,7 @@ def test_a_command_the_tests_do_not_run_fails_the_check(
 def test_a_subcommand_no_test_runs_fails_the_check(tmp_path: Path) -> None:
     root = with_copies(tmp_path)
     # The tests that run `serve`:
-    for runs_serve in ("conftest.py", "test_fuzz.py", "test_server.py"):
+    for runs_serve in ("conftest.py", "test_fuzz.py", "test_server.py", "test_server_drain.py"):
         (root / "tests" / SERVICE / runs_serve).unlink(missing_ok=True)
     for runs_serve in ("core/test_metrics.py", "delivery/test_healthchecks.py"):
         (root / "tests" / runs_serve).unlink(missing_ok=True)
