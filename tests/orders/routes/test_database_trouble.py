@@ -7,7 +7,7 @@ Each fault is made certain, never hoped for: a table lock held by the test makes
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -20,7 +20,13 @@ from orders.main import create_app
 from orders.settings import OrdersSettings
 from tests.orders.payloads import order_payload
 from tests.orders.routes.test_orders import assert_problem, place
-from tests.support import PostgresServer, orders_locked, serve_in_process, wait_for_lock_waiters
+from tests.support import (
+    PostgresServer,
+    connect,
+    orders_locked,
+    serve_in_process,
+    wait_for_lock_waiters,
+)
 
 PLANTED = "planted-4f0c2d9e-personal-data"
 
@@ -78,6 +84,44 @@ async def test_exhausted_pool_is_a_503_problem_with_retry_after(
     assert int(response.headers["retry-after"]) >= 1
     assert body["detail"] == "every database connection is in use; retry later"
     assert_not_leaked(response, log)
+
+
+@contextlib.asynccontextmanager
+async def orders_insert_fails_with(settings: OrdersSettings, sqlstate: str) -> AsyncIterator[None]:
+    """Every INSERT into `orders` fails with `sqlstate`, raised by the server itself."""
+    connection = await connect(settings)
+    try:
+        await connection.execute(f"""
+            CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}'; END $$;
+            CREATE TRIGGER fail_insert BEFORE INSERT ON orders
+                FOR EACH ROW EXECUTE FUNCTION fail_insert();
+        """)
+        yield
+    finally:
+        await connection.execute("DROP FUNCTION IF EXISTS fail_insert() CASCADE")
+        await connection.close()
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"], ids=["deadlock", "serialization-failure"])
+async def test_a_transaction_conflict_is_a_503_problem_and_the_retry_places_the_order(
+    database: OrdersSettings, sqlstate: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    headers = {"Idempotency-Key": "conflict-retry-1"}
+    payload = order_payload(note=PLANTED)
+    async with app_with(database) as client:
+        async with orders_insert_fails_with(database, sqlstate):
+            capsys.readouterr()
+            response = await client.post("/v1/orders", json=payload, headers=headers)
+            log = capsys.readouterr().out
+        retried = await client.post("/v1/orders", json=payload, headers=headers)
+    body = assert_problem(response, 503, "transaction-conflict")
+    assert int(response.headers["retry-after"]) >= 1
+    assert body["detail"] == "the request met a concurrent one and was not applied; retry it"
+    assert_not_leaked(response, log)
+    # Nothing of the failed attempt stayed behind, the idempotency key included.
+    assert retried.status_code == 201
+    assert "idempotent-replayed" not in retried.headers
 
 
 async def test_engine_hides_sql_parameters_from_errors(database: OrdersSettings) -> None:
