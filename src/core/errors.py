@@ -110,6 +110,18 @@ class DatabaseBusyError(ServiceUnavailableError):
         super().__init__(detail, headers={"Retry-After": "1"})
 
 
+class TransactionConflictError(ServiceUnavailableError):
+    """A deadlock or serialization failure: the transaction was rolled back, so a retry is safe."""
+
+    slug = "transaction-conflict"
+    title = "Transaction conflict"
+
+    def __init__(
+        self, detail: str = "the request met a concurrent one and was not applied; retry it"
+    ) -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
+
+
 class DatabaseTimeoutError(DomainError):
     status = HTTPStatus.GATEWAY_TIMEOUT
     slug = "database-timeout"
@@ -171,6 +183,7 @@ def problem_responses(*errors: type[DomainError]) -> dict[int | str, dict[str, A
         DatabaseBusyError,
         DatabaseUnavailableError,
         DatabaseTimeoutError,
+        TransactionConflictError,
     )
     for error in every:
         entry = responses.setdefault(
@@ -261,6 +274,8 @@ def _allowed_methods(request: Request) -> list[str]:
 # timeout, and a server that is shutting down, starting up or out of connections.
 _TIMEOUT_STATES = frozenset({"57014", "55P03"})
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+# deadlock_detected and serialization_failure: PostgreSQL rolled the transaction back.
+_CONFLICT_STATES = frozenset({"40P01", "40001"})
 
 
 def database_trouble(error: sa_exc.SQLAlchemyError) -> DomainError | None:
@@ -270,6 +285,8 @@ def database_trouble(error: sa_exc.SQLAlchemyError) -> DomainError | None:
     sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
     if sqlstate in _TIMEOUT_STATES:
         return DatabaseTimeoutError()
+    if sqlstate in _CONFLICT_STATES:
+        return TransactionConflictError()
     lost = isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
     if (
         lost
