@@ -124,6 +124,33 @@ async def test_a_transaction_conflict_is_a_503_problem_and_the_retry_places_the_
     assert "idempotent-replayed" not in retried.headers
 
 
+@contextlib.asynccontextmanager
+async def silent_listener() -> AsyncIterator[int]:
+    """A port that accepts connections and never says a word: a database host gone dark."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
+async def test_a_database_that_never_answers_the_connect_is_a_503_problem(
+    database: OrdersSettings,
+) -> None:
+    async with silent_listener() as port, app_with(database, port=port) as client:
+        # Generous: the connect timeout, not asyncpg's own minute, must end the wait.
+        async with asyncio.timeout(45):
+            response = await client.get("/v1/orders")
+    assert_problem(response, 503, "database-unavailable")
+
+
 async def test_engine_hides_sql_parameters_from_errors(database: OrdersSettings) -> None:
     engine = build_engine(database.database)
     failing = text("SELECT 1 / 0 WHERE CAST(:note AS text) IS NOT NULL")
