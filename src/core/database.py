@@ -80,10 +80,12 @@ async def _connect(settings: DatabaseSettings) -> asyncpg.Connection:
             password=settings.password.get_secret_value() or None,
             database=settings.name,
             server_settings=server_settings,
+            timeout=settings.connect_timeout_seconds,
         )
     except OSError as error:
-        # asyncpg raises a bare OSError (refused, reset, timed out) where the server is away;
-        # as a SQLAlchemy error it is the same "database unavailable" as a connection lost later.
+        # asyncpg raises a bare OSError (refused, reset, or TimeoutError past the connect timeout)
+        # where the server is away; as a SQLAlchemy error it is the same "database unavailable"
+        # as a connection lost later.
         raise DisconnectionError(f"cannot connect to the database: {error!r}") from error
 
 
@@ -99,6 +101,7 @@ async def ensure_database(settings: DatabaseSettings) -> bool:
         user=settings.user,
         password=settings.password.get_secret_value() or None,
         database="postgres",
+        timeout=settings.connect_timeout_seconds,
     )
     try:
         exists = await connection.fetchval(

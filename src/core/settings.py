@@ -39,6 +39,9 @@ class DatabaseSettings(BaseModel):
     pool_timeout_seconds: Annotated[
         float, Field(gt=0, description="Wait for a free connection before failing.")
     ] = 5.0
+    connect_timeout_seconds: Annotated[
+        float, Field(gt=0, description="A new connection not established by then fails (503).")
+    ] = 5.0
     pool_pre_ping: bool = Field(
         default=True, description="Test each connection on checkout; false saves a round trip."
     )
