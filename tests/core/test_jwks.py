@@ -43,10 +43,21 @@ async def trusting_api(
         jwks_cache_seconds=cache_seconds,
         jwks_refetch_seconds=REFETCH_SECONDS,
     )
-    http_client = database.http_client.model_copy(update={"retries": 0})
+    # One attempt per fetch, so the provider's count is the fetches made; timeouts generous, so
+    # on a loaded machine, with a hundred requests on the loop, each fetch still reaches it.
+    timeouts = {f"{kind}_timeout_seconds": 30.0 for kind in ("connect", "read", "total")}
+    http_client = database.http_client.model_copy(update={"retries": 0, **timeouts})
     rate_limit = database.rate_limit.model_copy(update={"auth_failures": 1000})
+    # A hundred requests at once queue for ten pooled connections; on a loaded machine the last
+    # may wait past the default 5 s. These tests are about keys, not the pool.
+    pool = database.database.model_copy(update={"pool_timeout_seconds": 120.0})
     settings = database.model_copy(
-        update={"auth": auth, "http_client": http_client, "rate_limit": rate_limit}
+        update={
+            "auth": auth,
+            "http_client": http_client,
+            "rate_limit": rate_limit,
+            "database": pool,
+        }
     )
     async with serve_in_process(create_app(settings), authenticated=False) as client:
         yield client
