@@ -313,7 +313,13 @@ class OutboxSettings(BaseModel):
         Field(description="block: a dead event holds back its aggregate's later events."),
     ] = "block"
     stream_maxlen: Annotated[
-        int, Field(ge=1000, description="Approximate cap per stream, a memory guard only.")
+        int,
+        Field(
+            ge=1000,
+            description="Redis: about this many entries per stream at most. Past it, what every "
+            "consumer group has read is trimmed; a stream still full refuses events, which wait "
+            "in the outbox. A stream no group reads keeps its newest.",
+        ),
     ] = 1_000_000
     metrics_port: Annotated[int, Field(ge=0, le=65535, description="0 disables it.")] = 9101
 

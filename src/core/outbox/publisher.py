@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from core.events import CloudEvent, encode_sequence, format_time
 from core.metrics import OutboxMetrics
 from core.outbox.broker import (
+    BrokerFullError,
     BrokerUnavailableError,
     MessageBroker,
     PermanentPublishError,
@@ -215,6 +216,8 @@ class OutboxPublisher:
             metrics.commit_to_publish.observe(float(row.age_seconds))
         metrics.failed.inc(len(outcome.failed))
         metrics.dead.inc(outcome.dead)
+        if isinstance(outcome.broker_unavailable, BrokerFullError):
+            metrics.broker_full.inc()
 
     async def refresh_gauges(self) -> None:
         """Set the backlog gauges, and forget holds whose backoff is over."""

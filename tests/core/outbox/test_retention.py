@@ -24,9 +24,11 @@ CAP, BACKLOG = 1000, 3000
 GROUP = "billing"  # a service whose consumers are stopped: its group reads nothing meanwhile
 
 
-def publisher(engine: AsyncEngine, redis: Redis, settings: OrdersSettings) -> OutboxPublisher:
+def publisher(
+    engine: AsyncEngine, redis: Redis, settings: OrdersSettings, registry: CollectorRegistry
+) -> OutboxPublisher:
     broker = RedisStreamsBroker(redis, maxlen=CAP, timeout_seconds=5)
-    return OutboxPublisher(engine, broker, settings.outbox, OutboxMetrics(CollectorRegistry()))
+    return OutboxPublisher(engine, broker, settings.outbox, OutboxMetrics(registry))
 
 
 async def read_as_group(redis: Redis, count: int) -> list[dict[str, str]]:
@@ -48,7 +50,8 @@ async def test_a_full_stream_keeps_what_a_group_has_not_read_and_the_outbox_keep
 ) -> None:
     await redis.xgroup_create(TOPIC, GROUP, id="0", mkstream=True)
     ids = await insert_events(engine, [(f"agg{n % 50}", n // 50 + 1) for n in range(BACKLOG)])
-    relay = publisher(engine, redis, database)
+    registry = CollectorRegistry()
+    relay = publisher(engine, redis, database, registry)
     with pytest.raises(BrokerUnavailableError, match="full"):
         for _ in range(BACKLOG):  # bounded: one batch publishes at least one event
             await relay.publish_batch()
@@ -56,6 +59,7 @@ async def test_a_full_stream_keeps_what_a_group_has_not_read_and_the_outbox_keep
     assert CAP <= held < BACKLOG
     assert await pending(engine) == BACKLOG - held  # nothing lost: the rest wait
     assert await max_attempts(engine) == 0  # and are charged nothing for it
+    assert registry.get_sample_value("outbox_broker_full_refusals_total") == 1
 
     read = await read_as_group(redis, held)
     assert len({entry["id"] for entry in read}) == held  # every entry published is there
@@ -76,7 +80,7 @@ async def test_a_stream_no_group_reads_keeps_its_newest_entries_only(
     engine: AsyncEngine, redis: Redis, database: OrdersSettings
 ) -> None:
     ids = await insert_events(engine, [(f"agg{n % 50}", n // 50 + 1) for n in range(BACKLOG)])
-    relay = publisher(engine, redis, database)
+    relay = publisher(engine, redis, database, CollectorRegistry())
     while await relay.publish_batch():
         pass
     assert await pending(engine) == 0  # no reader to keep entries for: nothing waits
