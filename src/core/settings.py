@@ -365,6 +365,27 @@ class BrokerSettings(BaseModel):
         float,
         Field(gt=0, description="JetStream drops an event id seen again within it (our streams)."),
     ] = 120.0
+    nats_max_msgs: Annotated[
+        int, Field(ge=-1, description="Messages an event stream holds at most; -1: no limit.")
+    ] = 1_000_000
+    nats_max_bytes: Annotated[
+        int, Field(ge=-1, description="Bytes an event stream holds at most; -1: no limit.")
+    ] = 1024**3
+    nats_max_age_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="Messages older than this leave an event stream, read or not; 0: kept "
+            "until a size limit. At least the longest consumer outage you ride out.",
+        ),
+    ] = 7 * 24 * 3600.0
+    nats_discard: Annotated[
+        Literal["new", "old"],
+        Field(
+            description="At a size limit, new: the stream refuses events, which wait in the "
+            "outbox; old: it drops its oldest messages, read or not."
+        ),
+    ] = "new"
 
 
 class CoreSettings(BaseSettings):
