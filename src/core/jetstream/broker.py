@@ -57,7 +57,11 @@ class JetStreamBroker:
                 )
         except (TimeoutError, JetStreamUnavailableError, nats.errors.Error) as error:
             raise BrokerUnavailableError(str(error) or type(error).__name__) from error
-        return [_result(reply) for reply in replies]
+        try:
+            return [_result(reply) for reply in replies]
+        except BrokerUnavailableError as error:
+            error.taken = [isinstance(reply, PubAck) for reply in replies]
+            raise
 
     async def close(self) -> None:
         await self._jetstream.close()

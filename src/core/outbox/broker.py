@@ -24,7 +24,12 @@ class PermanentPublishError(PublishError):
 
 
 class BrokerUnavailableError(Exception):
-    """The broker could not be reached: nothing is known to be published; try the batch later."""
+    """The broker could not be reached, or refuses whole batches: try the batch later.
+
+    `taken` says, message by message, which ones of the call it stored before refusing (a
+    NATS stream filling up mid-call); empty: none is known to be published."""
+
+    taken: Sequence[bool] = ()
 
 
 class BrokerFullError(BrokerUnavailableError):
@@ -93,7 +98,11 @@ class RedisStreamsBroker:
             for topic, length in zip(topics, lengths, strict=True)
             if isinstance(length, int) and length >= self._maxlen
         )
-        return [_result(reply) for reply in replies[: len(messages)]]
+        try:
+            return [_result(reply) for reply in replies[: len(messages)]]
+        except BrokerUnavailableError as error:
+            error.taken = [not isinstance(reply, Exception) for reply in replies[: len(messages)]]
+            raise
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import compress, groupby
 from typing import Any
 
 import structlog
@@ -147,6 +147,7 @@ class OutboxPublisher:
                 results = await self._broker.publish([(row.topic, _event(row)) for row in heads])
             except BrokerUnavailableError as error:
                 outcome.broker_unavailable = error
+                outcome.published += compress(heads, error.taken)  # stored before it refused
                 break
             still_going = []
             for run, row, failure in zip(runs, heads, results, strict=True):
