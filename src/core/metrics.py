@@ -31,6 +31,11 @@ class OutboxMetrics:
         self.dead = Counter(
             "outbox_dead_events_moved", "Events moved to the dead-event table.", registry=registry
         )
+        self.broker_full = Counter(
+            "outbox_broker_full_refusals",
+            "Batches a full stream refused; their events wait in the outbox.",
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "outbox_batch_size",
             "Events handled per batch.",

@@ -316,7 +316,13 @@ class OutboxSettings(BaseModel):
         Field(description="block: a dead event holds back its aggregate's later events."),
     ] = "block"
     stream_maxlen: Annotated[
-        int, Field(ge=1000, description="Approximate cap per stream, a memory guard only.")
+        int,
+        Field(
+            ge=1000,
+            description="Redis: about this many entries per stream at most. Past it, what every "
+            "consumer group has read is trimmed; a stream still full refuses events, which wait "
+            "in the outbox. A stream no group reads keeps its newest.",
+        ),
     ] = 1_000_000
     metrics_port: Annotated[int, Field(ge=0, le=65535, description="0 disables it.")] = 9101
 
@@ -362,6 +368,27 @@ class BrokerSettings(BaseModel):
         float,
         Field(gt=0, description="JetStream drops an event id seen again within it (our streams)."),
     ] = 120.0
+    nats_max_msgs: Annotated[
+        int, Field(ge=-1, description="Messages an event stream holds at most; -1: no limit.")
+    ] = 1_000_000
+    nats_max_bytes: Annotated[
+        int, Field(ge=-1, description="Bytes an event stream holds at most; -1: no limit.")
+    ] = 1024**3
+    nats_max_age_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="Messages older than this leave an event stream, read or not; 0: kept "
+            "until a size limit. At least the longest consumer outage you ride out.",
+        ),
+    ] = 7 * 24 * 3600.0
+    nats_discard: Annotated[
+        Literal["new", "old"],
+        Field(
+            description="At a size limit, new: the stream refuses events, which wait in the "
+            "outbox; old: it drops its oldest messages, read or not."
+        ),
+    ] = "new"
 
 
 class CoreSettings(BaseSettings):

@@ -1,21 +1,24 @@
 """NATS JetStream plumbing shared by the publisher, the consumer and the dead-letter commands.
 
 Each topic is a stream capturing the subject `<topic>` (the stream is named like the topic,
-dots as underscores). Events travel in the CloudEvents NATS binding's binary mode: attributes
-as `ce-` headers, `datacontenttype` as `Content-Type`, `data` as the payload, and
-`Nats-Msg-Id` = the event id, so JetStream drops a copy published again within the stream's
-duplicate window.
+dots as underscores), with the limits of the settings (`ORDERS_BROKER__NATS_MAX_*`): by
+default a stream at its size limit refuses new events (they wait in the outbox) rather than
+drop old messages a consumer has not read; messages older than `nats_max_age_seconds` leave
+it. Events travel in the CloudEvents NATS binding's binary mode: attributes as `ce-` headers,
+`datacontenttype` as `Content-Type`, `data` as the payload, and `Nats-Msg-Id` = the event id,
+so JetStream drops a copy published again within the stream's duplicate window.
 """
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 import nats
 import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StreamConfig
+from nats.js.api import DiscardPolicy, RetentionPolicy, StreamConfig
 from nats.js.errors import BadRequestError
 
 from core.events import CloudEvent
@@ -103,11 +106,28 @@ class JetStream:
         if self._client is not None:
             await self._client.flush(timeout=max(1, round(self._timeout)))
 
+    async def ensure_topic_stream(self, topic: str) -> None:
+        """The stream of a topic's events, with the limits of the settings."""
+        settings = self._settings
+        await self.ensure_stream(
+            stream_for(topic),
+            topic,
+            max_msgs=settings.nats_max_msgs,
+            max_bytes=settings.nats_max_bytes,
+            max_age=settings.nats_max_age_seconds,
+            discard=DiscardPolicy(settings.nats_discard),
+        )
+
     async def ensure_stream(
-        self, name: str, subject: str, *, retention: RetentionPolicy = RetentionPolicy.LIMITS
+        self,
+        name: str,
+        subject: str,
+        *,
+        retention: RetentionPolicy = RetentionPolicy.LIMITS,
+        **limits: Any,
     ) -> None:
         """Create the stream unless this process did already; one created elsewhere is kept
-        as it is, whatever its settings."""
+        as it is, whatever its settings (`nats stream edit` changes them)."""
         if name in self._streams:
             return
         config = StreamConfig(
@@ -115,6 +135,7 @@ class JetStream:
             subjects=[subject],
             retention=retention,
             duplicate_window=self._settings.nats_duplicate_window_seconds,
+            **limits,
         )
         js = await self.context()
         try:

@@ -17,13 +17,19 @@ from core.events import CloudEvent
 from core.jetstream import (
     JetStream,
     JetStreamUnavailableError,
-    stream_for,
     to_message,
 )
-from core.outbox.broker import BrokerUnavailableError, PermanentPublishError, PublishError
+from core.outbox.broker import (
+    BrokerFullError,
+    BrokerUnavailableError,
+    PermanentPublishError,
+    PublishError,
+)
 
 # The JetStream error that says this message will never fit the stream.
 _MESSAGE_TOO_LARGE = 10054
+# A stream at its message or byte limit (with discard new), or JetStream out of storage.
+_FULL = {10077, 10047}
 
 
 class JetStreamBroker:
@@ -42,7 +48,7 @@ class JetStreamBroker:
             async with asyncio.timeout(self._timeout):
                 js = await self._jetstream.context()
                 for topic in dict.fromkeys(topic for topic, _ in messages):
-                    await self._jetstream.ensure_stream(stream_for(topic), topic)
+                    await self._jetstream.ensure_topic_stream(topic)
                 # One message per aggregate per call (the publisher's rounds), so sending them
                 # side by side keeps every aggregate's order.
                 replies = await asyncio.gather(
@@ -51,7 +57,11 @@ class JetStreamBroker:
                 )
         except (TimeoutError, JetStreamUnavailableError, nats.errors.Error) as error:
             raise BrokerUnavailableError(str(error) or type(error).__name__) from error
-        return [_result(reply) for reply in replies]
+        try:
+            return [_result(reply) for reply in replies]
+        except BrokerUnavailableError as error:
+            error.taken = [isinstance(reply, PubAck) for reply in replies]
+            raise
 
     async def close(self) -> None:
         await self._jetstream.close()
@@ -67,6 +77,8 @@ def _result(reply: PubAck | BaseException) -> PublishError | None:
         return None  # stored, or a duplicate JetStream already had
     if isinstance(reply, nats.errors.MaxPayloadError):
         return PermanentPublishError(str(reply))
+    if isinstance(reply, APIError) and reply.err_code in _FULL:
+        raise BrokerFullError(reply.description or str(reply)) from reply
     # A 5xx (JetStream off or busy, out of storage or resources) is the server's condition,
     # charged to no event; anything else was said about this message.
     if isinstance(reply, APIError) and not isinstance(reply, ServiceUnavailableError | ServerError):

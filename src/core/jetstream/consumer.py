@@ -87,7 +87,7 @@ class JetStreamConsumer:
         js = await self._jetstream.context()
         for topic in self._topics:
             stream, exhausted = stream_for(topic), exhausted_stream(topic, self.group)
-            await self._jetstream.ensure_stream(stream, topic)
+            await self._jetstream.ensure_topic_stream(topic)
             await self._jetstream.ensure_stream(
                 dead_letter_stream(topic), dead_letter_subject(topic)
             )

@@ -10,7 +10,6 @@ from core.jetstream import (
     JetStream,
     dead_letter_stream,
     dead_letter_subject,
-    stream_for,
     to_fields,
 )
 
@@ -50,7 +49,7 @@ class JetStreamDeadLetters:
         }
         original[MSG_ID] = f"{original.get(CE_PREFIX + 'id', stream)}:replay:{entry_id}"
         js = await self._jetstream.context()
-        await self._jetstream.ensure_stream(stream_for(stream), stream)
+        await self._jetstream.ensure_topic_stream(stream)
         acknowledgement = await js.publish(stream, message.data or b"", headers=original)
         await js.delete_msg(dead_letter_stream(stream), int(entry_id))
         return str(acknowledgement.seq)

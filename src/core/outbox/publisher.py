@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import compress, groupby
 from typing import Any
 
 import structlog
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from core.events import CloudEvent, encode_sequence, format_time
 from core.metrics import OutboxMetrics
 from core.outbox.broker import (
+    BrokerFullError,
     BrokerUnavailableError,
     MessageBroker,
     PermanentPublishError,
@@ -146,6 +147,7 @@ class OutboxPublisher:
                 results = await self._broker.publish([(row.topic, _event(row)) for row in heads])
             except BrokerUnavailableError as error:
                 outcome.broker_unavailable = error
+                outcome.published += compress(heads, error.taken)  # stored before it refused
                 break
             still_going = []
             for run, row, failure in zip(runs, heads, results, strict=True):
@@ -215,6 +217,8 @@ class OutboxPublisher:
             metrics.commit_to_publish.observe(float(row.age_seconds))
         metrics.failed.inc(len(outcome.failed))
         metrics.dead.inc(outcome.dead)
+        if isinstance(outcome.broker_unavailable, BrokerFullError):
+            metrics.broker_full.inc()
 
     async def refresh_gauges(self) -> None:
         """Set the backlog gauges, and forget holds whose backoff is over."""

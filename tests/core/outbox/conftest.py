@@ -13,7 +13,13 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.events import CloudEvent
-from core.outbox.broker import MessageBroker, PermanentPublishError, PublishError
+from core.outbox.broker import (
+    BrokerUnavailableError,
+    MessageBroker,
+    PermanentPublishError,
+    PublishError,
+)
+from core.outbox.publisher import OutboxPublisher
 from core.outbox.tables import OutboxEvent
 
 TOPIC = "orders"
@@ -49,6 +55,16 @@ async def pending(engine: AsyncEngine) -> int:
 async def read_stream(redis: Redis, stream: str = TOPIC) -> list[dict[str, str]]:
     entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(stream)  # type: ignore[assignment]
     return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+
+
+async def refusal(publisher: OutboxPublisher, batches: int) -> BrokerUnavailableError:
+    """Publish batch after batch until the broker refuses one; fails if it never does."""
+    for _ in range(batches):
+        try:
+            await publisher.publish_batch()
+        except BrokerUnavailableError as error:
+            return error
+    raise AssertionError(f"the broker took {batches} batches")
 
 
 def versions_by_aggregate(entries: list[dict[str, str]]) -> dict[str, list[int]]:
