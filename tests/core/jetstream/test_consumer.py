@@ -2,10 +2,16 @@
 and dead letters listed past replayed ones."""
 
 import asyncio
+import copy
 from pathlib import Path
+
+import nats
+from structlog.testing import capture_logs
 
 from core.errors import ConflictError
 from core.events import CloudEvent
+from core.jetstream import stream_for
+from core.jetstream.consumer import JetStreamConsumer
 from orders.settings import OrdersSettings
 from tests.brokers import NatsHarness
 from tests.core.brokers.conftest import GROUP, STREAM, TYPE, event, recorder, run_for
@@ -74,3 +80,36 @@ async def test_dead_letters_are_listed_past_the_replayed_ones(
     assert [letter["id"] for letter in await letters.entries(STREAM, count=1)] == ["evt-1"]
     assert await letters.entry(STREAM, second["entry_id"]) is None
     assert (first["id"], third["id"]) == ("evt-1", "evt-3")
+
+
+async def test_a_redelivery_reported_with_a_lower_delivery_count_keeps_its_attempt_number(
+    nats: NatsHarness, settings: OrdersSettings
+) -> None:
+    """NATS has reported a message's third delivery as its first (on a loaded machine); taken
+    at its word, the consumer would retry after the first backoff instead of the third."""
+
+    async def fail(_: CloudEvent) -> None:
+        raise RuntimeError("downstream is broken")
+
+    options = settings.consumer.model_copy(update={"block_ms": 50, "retry_base_seconds": 30})
+    consumer = nats.consumer(STREAM, {TYPE: fail}, options, "c1")
+    await consumer.ensure_groups()
+    await nats.publish(STREAM, event())
+    client = await nats_client(nats)
+    try:
+        subscription = await client.jetstream().pull_subscribe_bind(GROUP, stream_for(STREAM))
+        [first] = await subscription.fetch(1, timeout=10)
+        again = copy.copy(first)  # the next delivery, reported with the first one's count
+        assert (first.metadata.num_delivered, again.metadata.num_delivered) == (1, 1)
+        assert isinstance(consumer, JetStreamConsumer)
+        with capture_logs() as logs:
+            await consumer.handle(STREAM, first)
+            await consumer.handle(STREAM, again)
+    finally:
+        await client.close()
+    failed = [line["attempt"] for line in logs if line["event"] == "consumer.message_failed"]
+    assert failed == [1, 2]
+
+
+async def nats_client(harness: NatsHarness) -> nats.aio.client.Client:
+    return await nats.connect(harness.url, connect_timeout=2)
