@@ -3,7 +3,8 @@
 - One durable pull consumer per group and stream, shared by every process of the group; a
   message is acked only after success or dead-lettering.
 - Retries: a failed message is NAKed with a delay of about 1 s, 2 s, 4 s (jittered); the
-  server's delivery count is the attempt number and `MaxDeliver` = 1 + retries bounds it.
+  server's delivery count is the attempt number (never lower than the last one handled here:
+  NATS 2.9 has reported a third delivery as the first) and `MaxDeliver` = 1 + retries bounds it.
 - Dead letters go to the subject `<topic>.dead-letter` (a stream of their own) with the
   reason in headers, then the message is terminated. When the consumer decides (a rejection,
   an undecodable message, the last failed attempt) it moves the message itself. When nobody
@@ -55,6 +56,7 @@ log = structlog.get_logger("core.consumer")
 ACK_WAIT_MARGIN_SECONDS = 5.0
 GAUGE_INTERVAL_SECONDS = 5.0
 MAX_REASON_CHARS = 1000
+TRACKED_ATTEMPTS = 10_000  # attempt numbers kept of messages not finished here
 # Besides the connection's own failures: a JetStream request that found nothing to answer it.
 OUTAGES = (JetStreamUnavailableError, nats.errors.Error, OSError)
 
@@ -79,6 +81,7 @@ class JetStreamConsumer:
         self.group = settings.group
         self._subscriptions: dict[str, JetStreamContext.PullSubscription] = {}
         self._advisories: dict[str, JetStreamContext.PullSubscription] = {}
+        self._attempts: dict[int, int] = {}  # stream sequence: the last attempt handled here
         timeout = settings.handler_timeout_seconds
         self._ack_wait = timeout + min(ACK_WAIT_MARGIN_SECONDS, timeout)
 
@@ -160,16 +163,14 @@ class JetStreamConsumer:
                     await message.in_progress()
 
     async def _fetch(self, topic: str) -> list[Msg]:
-        subscription = self._subscriptions[topic]
+        timeout, subscription = self._settings.block_ms / 1000, self._subscriptions[topic]
         try:
-            return await subscription.fetch(
-                self._settings.batch_size, timeout=self._settings.block_ms / 1000
-            )
+            return await subscription.fetch(self._settings.batch_size, timeout=timeout)
         except TimeoutError:  # nothing came (the client raises both kinds)
             return []
 
     async def handle(self, topic: str, message: Msg) -> None:
-        attempt = message.metadata.num_delivered
+        attempt = self._attempt(message)
         try:
             event = CloudEvent.from_fields(to_fields(message.headers, message.data))
         except (UnicodeDecodeError, ValueError) as error:
@@ -191,6 +192,7 @@ class JetStreamConsumer:
         )
         if outcome.verdict in {Verdict.DONE, Verdict.DUPLICATE}:
             await message.ack_sync()
+            self._attempts.pop(message.metadata.sequence.stream, None)
             record_finished(self.metrics, topic, event, outcome.verdict.value)
         elif outcome.verdict is Verdict.REJECTED:
             await self._dead_letter(topic, message, f"rejected: {outcome.error}", attempt)
@@ -200,16 +202,24 @@ class JetStreamConsumer:
             await message.nak(delay=self._backoff(attempt))
             self.metrics.messages.labels(topic, "retry").inc()
 
+    def _attempt(self, message: Msg) -> int:
+        """The server's delivery count, or one more than the last attempt here if that is more."""
+        sequence = message.metadata.sequence.stream
+        attempt = max(message.metadata.num_delivered, self._attempts.pop(sequence, 0) + 1)
+        self._attempts[sequence] = attempt
+        if len(self._attempts) > TRACKED_ATTEMPTS:  # the oldest was finished elsewhere
+            del self._attempts[next(iter(self._attempts))]
+        return attempt
+
     def _backoff(self, attempt: int) -> float:
         jitter = random.uniform(0.8, 1.2)  # noqa: S311 - spreads retries only
         return float(self._settings.retry_base_seconds * 2 ** (attempt - 1) * jitter)
 
     async def _dead_letter(self, topic: str, message: Msg, reason: str, attempts: int) -> None:
-        sequence = message.metadata.sequence.stream
-        await self._publish_dead_letter(
-            topic, message.headers, message.data, reason, attempts, sequence
-        )
+        sequence, headers = message.metadata.sequence.stream, message.headers
+        await self._publish_dead_letter(topic, headers, message.data, reason, attempts, sequence)
         await message.term()
+        self._attempts.pop(sequence, None)
         await self._jetstream.flush()
 
     async def _publish_dead_letter(
