@@ -2,7 +2,7 @@
 The contract every broker's consumer keeps is tested in tests/core/brokers."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from core.metrics import ConsumerMetrics
 from core.outbox.tables import InboxEvent
 from core.outbox.writer import OutboxWriter
 from orders.settings import SERVICE, OrdersSettings
-from tests.core.brokers.conftest import STREAM, TYPE, applied_once, event, recorder, run_for
+from tests.core.brokers.conftest import STREAM, TYPE, applied_once, event, recorder, run_until
 
 type NewConsumer = Callable[..., StreamConsumer]
 
@@ -38,6 +38,18 @@ def new_consumer(redis: Redis, settings: OrdersSettings) -> NewConsumer:
     return build
 
 
+def settled(redis: Redis, *also: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    """True once each of `also` holds and the group has read and answered every entry."""
+
+    async def check() -> bool:
+        [group] = await redis.xinfo_groups(STREAM)
+        return all(condition() for condition in also) and not (
+            int(group["lag"] or 0) + int(group["pending"])
+        )
+
+    return check
+
+
 async def pending_count(redis: Redis, group: str = SERVICE) -> int:
     summary = await redis.xpending(STREAM, group)
     return int(summary["pending"])
@@ -50,7 +62,7 @@ async def test_a_handled_event_leaves_a_done_marker_that_answers_its_copy(
     consumer = new_consumer(handle)
     await consumer.ensure_groups()
     await publish(redis, event("evt-1", amount="10.00"), event("evt-1", amount="10.00"))
-    await run_for([consumer], 0.3)
+    await run_until([consumer], settled(redis))
     assert [(e.id, dict(e.data)) for e in seen] == [("evt-1", {"amount": "10.00"})]
     assert await pending_count(redis) == 0
     assert await redis.get("dedup:orders:/services/payments:evt-1") == b"done"
@@ -66,7 +78,7 @@ async def test_a_consumer_that_died_while_handling_is_retried_not_dead_lettered(
     # A consumer read it, took the lease, and died mid-handler: its lease lingers a while.
     await redis.xreadgroup(SERVICE, "crashed", {STREAM: ">"}, count=10)
     await redis.set("dedup:orders:/services/payments:evt-1", "processing:crashed", px=600)
-    await run_for([consumer], 1.5)
+    await run_until([consumer], settled(redis, lambda: bool(seen)))
     assert [e.id for e in seen] == ["evt-1"]  # run once the lease expired, not given up on
     assert await list_dead_letters(redis, STREAM) == []
     assert await pending_count(redis) == 0
@@ -85,7 +97,7 @@ async def test_the_processing_lease_turns_a_concurrent_copy_away(
     busy = first.metrics.messages.labels(STREAM, "in_progress_elsewhere")
     busy_too = second.metrics.messages.labels(STREAM, "in_progress_elsewhere")
     assert busy._value.get() + busy_too._value.get() == 1  # the lease turned one away
-    await run_for([first, second], 0.8)
+    await run_until([first, second], settled(redis))
     assert effects == ["evt-1"]
     async with engine.connect() as connection:
         assert await connection.scalar(select(func.count()).select_from(InboxEvent)) == 1
@@ -100,10 +112,10 @@ async def test_the_database_inbox_stops_a_duplicate_the_redis_marker_forgot(
     consumer = new_consumer(apply_once)
     await consumer.ensure_groups()
     await publish(redis, event())
-    await run_for([consumer], 0.2)
+    await run_until([consumer], settled(redis))
     await redis.delete("dedup:orders:/services/payments:evt-1")  # as if its TTL ran out
     await publish(redis, event())
-    await run_for([consumer], 0.2)
+    await run_until([consumer], settled(redis))
     assert effects == ["evt-1"]
     assert await pending_count(redis) == 0
 
@@ -117,7 +129,8 @@ async def test_pending_entries_trimmed_from_the_stream_are_dead_lettered_not_los
     await publish(redis, event("evt-1"), event("evt-2"))
     await redis.xreadgroup(SERVICE, "crashed", {STREAM: ">"}, count=10)  # then died
     await redis.xtrim(STREAM, maxlen=0)  # retention trimmed them before anyone reclaimed them
-    await run_for([consumer], 1.0)
+    dead = consumer.metrics.messages.labels(STREAM, "dead_letter")
+    await run_until([consumer], settled(redis, lambda: dead._value.get() == 2))
     letters = await list_dead_letters(redis, STREAM)
     assert [letter["dlq_reason"] for letter in letters] == ["entry no longer exists"] * 2
     assert consumer.metrics.messages.labels(STREAM, "dead_letter")._value.get() == 2

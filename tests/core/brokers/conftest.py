@@ -1,7 +1,8 @@
 """Fixtures for the broker suite: consumers on the broker under test, and events to feed them."""
 
 import asyncio
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -45,12 +46,35 @@ def new_consumer(broker: BrokerHarness, settings: OrdersSettings) -> NewConsumer
     return build
 
 
-async def run_for(consumers: Sequence[Consumer], seconds: float) -> None:
+async def run_until(
+    consumers: Sequence[Consumer], done: Callable[[], Awaitable[bool]], seconds: float = 60
+) -> None:
+    """Run the consumers until `done()` holds; the bound is for a loaded machine, not a goal.
+
+    Where a test asserts something did not happen, `done` waits for the group to have finished
+    every message (`finished`): nothing is left that could still make it happen."""
     stop = asyncio.Event()
     tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.gather(*tasks)
+    try:
+        deadline = time.monotonic() + seconds
+        while not await done():
+            assert time.monotonic() < deadline, "the consumers never got there"
+            assert not any(task.done() for task in tasks), "a consumer stopped by itself"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+def finished(broker: BrokerHarness, *also: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    """True once each of `also` holds and the group has nothing left to handle or answer."""
+
+    async def check() -> bool:
+        return all(condition() for condition in also) and not await broker.outstanding(
+            STREAM, GROUP
+        )
+
+    return check
 
 
 def recorder() -> tuple[list[CloudEvent], Handler]:

@@ -5,7 +5,8 @@ import asyncio
 import copy
 from pathlib import Path
 
-import nats
+from nats import connect
+from nats.aio.client import Client
 from structlog.testing import capture_logs
 
 from core.errors import ConflictError
@@ -14,7 +15,7 @@ from core.jetstream import stream_for
 from core.jetstream.consumer import JetStreamConsumer
 from orders.settings import OrdersSettings
 from tests.brokers import NatsHarness
-from tests.core.brokers.conftest import GROUP, STREAM, TYPE, event, recorder, run_for
+from tests.core.brokers.conftest import GROUP, STREAM, TYPE, event, finished, recorder, run_until
 
 
 async def test_a_delivery_left_unanswered_the_last_time_is_dead_lettered_by_the_advisory(
@@ -29,7 +30,11 @@ async def test_a_delivery_left_unanswered_the_last_time_is_dead_lettered_by_the_
     await nats.publish(STREAM, event())
     # Its only delivery goes to a consumer that dies: nobody can decide, JetStream tells.
     await nats.abandon_one(STREAM, GROUP)
-    await run_for([consumer], 2.0)
+
+    async def lettered() -> bool:
+        return bool(await nats.dead_letters().entries(STREAM)) and await finished(nats)()
+
+    await run_until([consumer], lettered)
     assert seen == []
     [letter] = await nats.dead_letters().entries(STREAM)
     assert (letter["dlq_reason"], letter["dlq_attempts"]) == ("attempts exhausted", "1")
@@ -72,7 +77,7 @@ async def test_dead_letters_are_listed_past_the_replayed_ones(
     consumer = nats.consumer(STREAM, {TYPE: reject}, options, "c1")
     await consumer.ensure_groups()
     await nats.publish(STREAM, event("evt-1"), event("evt-2"), event("evt-3"))
-    await run_for([consumer], 0.5)
+    await run_until([consumer], finished(nats))
     letters = nats.dead_letters()
     first, second, third = await letters.entries(STREAM)
     assert await letters.replay(STREAM, second["entry_id"]) is not None
@@ -111,5 +116,5 @@ async def test_a_redelivery_reported_with_a_lower_delivery_count_keeps_its_attem
     assert failed == [1, 2]
 
 
-async def nats_client(harness: NatsHarness) -> nats.aio.client.Client:
-    return await nats.connect(harness.url, connect_timeout=2)
+async def nats_client(harness: NatsHarness) -> Client:
+    return await connect(harness.url, connect_timeout=2)
