@@ -16,6 +16,8 @@ from tests.delivery.support import REPO, copy_of_repo, delivery_check, replace_i
 
 OVERLAYS = ("dev", "prod")
 BASE = Path("deploy/k8s/base")
+# One worker runs the checkov scans: they share one environment, which the first run installs.
+CHECKOV = pytest.mark.xdist_group("checkov")
 # Whole probes, as base/ spells them: removing one leaves valid YAML.
 API_READINESS_PROBE = """\
           readinessProbe:
@@ -269,6 +271,7 @@ def test_production_runs_several_publishers_and_consumers() -> None:
 
 
 @pytest.mark.slow
+@CHECKOV
 def test_checkov_finds_nothing_in_the_manifests_and_the_dockerfile() -> None:
     status, output = delivery_check(REPO, "checkov")
     assert status == 0, output
@@ -276,6 +279,7 @@ def test_checkov_finds_nothing_in_the_manifests_and_the_dockerfile() -> None:
 
 
 @pytest.mark.slow
+@CHECKOV
 def test_checkov_fails_a_pod_on_the_host_network(tmp_path: Path) -> None:
     root = copy_of_repo(tmp_path, "deploy/k8s", "Dockerfile")
     replace_in(

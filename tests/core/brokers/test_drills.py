@@ -90,25 +90,39 @@ async def test_the_publisher_process_delivers_reports_and_stops_cleanly(
     assert b'"event": "outbox.publisher_stopped"' in output
 
 
+# Full size on one broker, smaller on the other. What these drills load is the publisher: its
+# advisory locks, batches and crash safety are the same code whatever the broker, and are
+# proven at full size once. What is the adapter's own (a batch sent again after a kill is
+# deduplicated by JetStream, repeated within bounds on Redis; per-aggregate order through its
+# publish call) shows with every kill landing mid-flow and four publishers contending, which
+# the smaller size still gives: 25 batches under 3 kills, 50 aggregates under 4 publishers.
+FULL_SIZE = "nats"
+
+
+def size(broker: BrokerHarness, full: int, smaller: int) -> int:
+    return full if broker.kind == FULL_SIZE else smaller
+
+
 @pytest.mark.slow
 async def test_four_publishers_keep_every_aggregates_order(
     engine: AsyncEngine, broker: BrokerHarness
 ) -> None:
     keys = [f"agg{n}" for n in range(50)]
+    versions = size(broker, 100, 30)
     processes = [
         start_command(broker.settings, "publish", ORDERS_OUTBOX__BATCH_SIZE="50") for _ in range(4)
     ]
     try:
-        for version in range(1, 101):  # events keep arriving while all four run
+        for version in range(1, versions + 1):  # events keep arriving while all four run
             await insert_events(engine, [(key, version) for key in keys])
         await wait_until_drained(engine)
     finally:
         stop(*processes)
     entries = await broker.read(TOPIC)
-    assert len({e["id"] for e in entries}) == 5000
-    for key, versions in versions_by_aggregate(entries).items():
-        first_seen = list(dict.fromkeys(versions))  # a redelivery may repeat, never reorder
-        assert first_seen == list(range(1, 101)), key
+    assert len({e["id"] for e in entries}) == len(keys) * versions
+    for key, seen in versions_by_aggregate(entries).items():
+        first_seen = list(dict.fromkeys(seen))  # a redelivery may repeat, never reorder
+        assert first_seen == list(range(1, versions + 1)), key
 
 
 # Backoffs short enough for a drill, and an idle publisher that looks again soon after one ends.
@@ -173,10 +187,10 @@ async def replay_dead_events_until_drained(engine: AsyncEngine, expected: int) -
 async def test_kill_9_at_random_points_loses_nothing(
     engine: AsyncEngine, broker: BrokerHarness
 ) -> None:
-    batch, kills = 100, 3
-    ids = await insert_events(engine, [(f"agg{n % 200}", n // 200 + 1) for n in range(10_000)])
+    batch, kills, events = 100, 3, size(broker, 10_000, 2_500)
+    ids = await insert_events(engine, [(f"agg{n % 200}", n // 200 + 1) for n in range(events)])
     # Kill each publisher once the topic passes a random point, so every kill lands mid-flow.
-    for target in sorted(random.sample(range(500, 9000), kills)):
+    for target in sorted(random.sample(range(events // 20, events * 9 // 10), kills)):
         process = start_command(broker.settings, "publish", ORDERS_OUTBOX__BATCH_SIZE=str(batch))
         deadline = time.monotonic() + 300  # a bound on the loop, not a speed goal
         while await broker.count(TOPIC) < target:
@@ -227,7 +241,7 @@ async def consume_with_effects(engine: AsyncEngine, broker: BrokerHarness) -> di
     stop = asyncio.Event()
     tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
     try:
-        # 10,000 handler transactions under coverage on a loaded machine: a bound, not a goal.
+        # Up to 10,000 handler transactions under coverage, loaded: a bound, not a goal.
         deadline = time.monotonic() + 900
         while await broker.outstanding(TOPIC, "drill"):
             assert time.monotonic() < deadline, "the consumers did not catch up"
