@@ -3,6 +3,7 @@ The contract every broker's consumer keeps is tested in tests/core/brokers."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from core.consumer import Handler, StreamConsumer
 from core.dead_letters import list_dead_letters
@@ -19,6 +21,7 @@ from core.outbox.tables import InboxEvent
 from core.outbox.writer import OutboxWriter
 from orders.settings import SERVICE, OrdersSettings
 from tests.core.brokers.conftest import STREAM, TYPE, applied_once, event, recorder, run_until
+from tests.support import RedisServer
 
 type NewConsumer = Callable[..., StreamConsumer]
 
@@ -135,3 +138,58 @@ async def test_pending_entries_trimmed_from_the_stream_are_dead_lettered_not_los
     assert [letter["dlq_reason"] for letter in letters] == ["entry no longer exists"] * 2
     assert consumer.metrics.messages.labels(STREAM, "dead_letter")._value.get() == 2
     assert (seen, await pending_count(redis)) == ([], 0)
+
+
+async def test_an_entry_whose_consumer_died_during_its_last_attempt_is_dead_lettered(
+    redis: Redis, new_consumer: NewConsumer, settings: OrdersSettings
+) -> None:
+    seen, handle = recorder()
+    consumer = new_consumer(handle, retry_base_seconds=0.05)
+    await consumer.ensure_groups()
+    entry_id = await redis.xadd(STREAM, event().to_fields())  # type: ignore[arg-type]
+    await redis.xreadgroup(SERVICE, "crashed", {STREAM: ">"}, count=1)
+    # Every attempt ran, the last one in a consumer that died before answering.
+    last = settings.consumer.max_retries + 1
+    await redis.hset(f"attempts:{SERVICE}:{STREAM}", entry_id, last)
+    await run_until([consumer], settled(redis))
+    [letter] = await list_dead_letters(redis, STREAM)
+    assert (letter["dlq_reason"], letter["dlq_attempts"]) == ("attempts exhausted", str(last))
+    assert seen == []  # no fifth run
+    assert await redis.get("dedup:orders:/services/payments:evt-1") is None  # no lease left
+
+
+async def test_a_redis_outage_mid_consume_is_waited_out(
+    settings: OrdersSettings, tmp_path: Path
+) -> None:
+    server = RedisServer(tmp_path, persistent=True)  # its stream and group outlive the restart
+    server.start()
+    seen, handle = recorder()
+    options = settings.consumer.model_copy(update={"block_ms": 50})
+    own = Redis.from_url(server.url)
+    steps = ["reading", "down", "up"]
+
+    async def outage_then_an_event() -> bool:
+        """Stop Redis once the consumer has handled one; start it once it saw the outage."""
+        if steps[0] == "reading" and seen:
+            server.stop()
+            steps.pop(0)
+        elif steps[0] == "down" and any(
+            line["event"] == "consumer.redis_unavailable" for line in logs
+        ):
+            server.start()
+            await publish(own, event("evt-2"))
+            steps.pop(0)
+        return len(seen) == 2
+
+    try:
+        consumer = StreamConsumer(
+            own, [STREAM], {TYPE: handle}, options, ConsumerMetrics(CollectorRegistry()), name="c1"
+        )
+        await consumer.ensure_groups()
+        await publish(own, event("evt-1"))
+        with capture_logs() as logs:
+            await run_until([consumer], outage_then_an_event)
+        assert [e.id for e in seen] == ["evt-1", "evt-2"]
+    finally:
+        await own.aclose()
+        server.stop()
