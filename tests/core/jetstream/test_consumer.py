@@ -118,3 +118,38 @@ async def test_a_redelivery_reported_with_a_lower_delivery_count_keeps_its_attem
 
 async def nats_client(harness: NatsHarness) -> Client:
     return await connect(harness.url, connect_timeout=2)
+
+
+async def test_a_nats_outage_mid_consume_is_waited_out(
+    nats: NatsHarness, settings: OrdersSettings, tmp_path: Path
+) -> None:
+    server, own = nats.own_server(tmp_path)  # its store outlives the restart
+    server.start()
+    seen, handle = recorder()
+    consumer = own.consumer(STREAM, {TYPE: handle}, settings.consumer, "c1")
+    later = NatsHarness(settings, server.url)  # a publisher that connects after the outage
+    steps = ["reading", "nats.disconnected", "nats.reconnected"]
+
+    async def outage_then_an_event() -> bool:
+        """Stop NATS once the consumer has handled one, start it once the consumer lost it,
+        publish once the consumer is connected again."""
+        if steps and steps[0] == "reading" and seen:
+            server.stop()
+            steps.pop(0)
+        elif steps and any(line["event"] == steps[0] for line in logs):
+            if steps.pop(0) == "nats.disconnected":
+                server.start()
+            else:
+                await later.publish(STREAM, event("evt-2"))
+        return len(seen) == 2
+
+    try:
+        await consumer.ensure_groups()
+        await own.publish(STREAM, event("evt-1"))
+        with capture_logs() as logs:
+            await run_until([consumer], outage_then_an_event)
+        assert [e.id for e in seen] == ["evt-1", "evt-2"]
+    finally:
+        await later.close()
+        await own.close()
+        server.stop()
