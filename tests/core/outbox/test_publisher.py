@@ -1,28 +1,40 @@
 """The publisher's own rules on real PostgreSQL and Redis: batches, late commits, backoff, holds,
 dead events. What every broker must do with it is in tests/core/brokers."""
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
+from core.database import build_engine
 from core.events import CloudEvent
+from core.metrics import OutboxMetrics
 from core.outbox.broker import (
     BrokerUnavailableError,
     MessageBroker,
     PermanentPublishError,
     PublishError,
+    RedisStreamsBroker,
 )
 from core.outbox.dead import discard_dead_event, list_dead_events, replay_dead_event
+from core.outbox.publisher import OutboxPublisher
 from core.outbox.tables import DeadEvent, OutboxEvent
+from orders.cli import migrate
+from orders.settings import OrdersSettings
 from tests.conftest import NewPublisher
 from tests.core.outbox.conftest import (
     insert_events,
     read_stream,
     versions_by_aggregate,
 )
+from tests.support import PostgresServer
 
 
 class RefusingBroker:
@@ -243,3 +255,55 @@ async def test_a_redis_out_of_memory_is_an_outage_not_the_events_fault(
         attempts = (await connection.execute(text("SELECT attempts FROM outbox_events"))).scalars()
         assert list(attempts) == [0, 0]
     assert await new_publisher().publish_batch() == 2
+
+
+@pytest.mark.slow  # a PostgreSQL of its own, created and stopped: seconds
+async def test_the_publisher_waits_out_a_database_outage_and_publishes_after_it(
+    settings: OrdersSettings, redis: Redis
+) -> None:
+    server = PostgresServer()
+    try:
+        server.start()
+        own = settings.model_copy(
+            update={"database": settings.database.model_copy(update={"port": server.port})}
+        )
+        await asyncio.to_thread(migrate, own)
+        engine = build_engine(own.database)
+        broker = RedisStreamsBroker(redis, maxlen=1000, timeout_seconds=2)
+        outbox = own.outbox.model_copy(update={"poll_max_seconds": 0.2})
+        publisher = OutboxPublisher(engine, broker, outbox, OutboxMetrics(CollectorRegistry()))
+        stop = asyncio.Event()
+        task = asyncio.create_task(publisher.run(stop))
+        try:
+            [first] = await insert_events(engine, [("a", 1)])
+            await until(lambda: published(redis, 1))
+            with capture_logs() as logs:
+                await asyncio.to_thread(server.stop)
+                await until(lambda: logged(logs, "outbox.database_unavailable"))
+                await asyncio.to_thread(server.start)
+                [second] = await insert_events(engine, [("a", 2)])
+                await until(lambda: published(redis, 2))
+            assert not task.done()  # the loop outlived the outage
+        finally:
+            stop.set()
+            await task
+            await engine.dispose()
+        assert [entry["id"] for entry in await read_stream(redis)] == [first, second]
+    finally:
+        await asyncio.to_thread(server.remove)
+
+
+async def published(redis: Redis, count: int) -> bool:
+    return len(await read_stream(redis)) >= count
+
+
+async def logged(logs: Sequence[Mapping[str, Any]], name: str) -> bool:
+    return any(line["event"] == name for line in logs)
+
+
+async def until(condition: Callable[[], Awaitable[bool]]) -> None:
+    """A bound for a loaded machine, not a speed goal."""
+    deadline = time.monotonic() + 120
+    while not await condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.1)
