@@ -5,7 +5,7 @@ from pydantic import SecretStr
 
 from core.jetstream import JetStream
 from core.jetstream.broker import JetStreamBroker
-from core.outbox.broker import BrokerUnavailableError
+from core.outbox.broker import BrokerUnavailableError, PermanentPublishError
 from tests.brokers import NatsHarness
 from tests.core.brokers.conftest import event
 from tests.support import free_port
@@ -43,3 +43,15 @@ async def test_an_unreachable_server_is_an_outage_not_the_events_fault(
     with pytest.raises(BrokerUnavailableError):
         await broker.publish([("payments", event())])
     await broker.close()
+
+
+async def test_an_event_too_large_for_the_server_is_refused_for_good(nats: NatsHarness) -> None:
+    huge = event("evt-1", blob="x" * 1_100_000)  # past the server's 1 MiB max_payload
+    [result] = await nats.adapter().publish([("payments", huge)])
+    assert isinstance(result, PermanentPublishError)
+
+
+async def test_an_event_too_large_for_its_stream_is_refused_for_good(nats: NatsHarness) -> None:
+    await nats.refuse("payments")  # the stream stores messages of one byte at most
+    [result] = await nats.adapter().publish([("payments", event("evt-1"))])
+    assert isinstance(result, PermanentPublishError), result
