@@ -8,7 +8,6 @@ import json
 import random
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, get_args
 from uuid import uuid4
@@ -48,9 +47,9 @@ def test_a_backoff_cap_is_stated_with_the_longest_wait_its_jitter_allows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = OrdersSettings(_env_file=None).outbox
-    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(random, "uniform", lambda _low, high: high)
     publisher = SimpleNamespace(_settings=settings)
-    longest = OutboxPublisher._backoff(publisher, 100)  # type: ignore[arg-type]  # noqa: SLF001
+    longest = OutboxPublisher._backoff(publisher, 100)  # type: ignore[arg-type]
     cap = settings.backoff_max_seconds
     assert longest > cap  # the jitter follows the cap
     says_cap = re.compile(rf"\b{cap:g} s\b")
@@ -69,12 +68,17 @@ async def test_ratelimit_headers_are_said_to_be_on_the_answers_that_carry_them(
 ) -> None:
     listed = await client.get("/v1/orders")
     missing = await client.get(f"/v1/orders/{uuid4()}")
-    assert listed.status_code == 200 and "ratelimit" in listed.headers
+    assert listed.status_code == 200
+    assert "ratelimit" in listed.headers
     assert missing.status_code == 404
     if "ratelimit" in missing.headers:
         return  # every answer carries them: any wording is true
-    every = re.compile(r"`RateLimit`.{0,80}\b(?:every|all|each) (?!successful)\w*\s?(?:answer|response)")
-    wrong = {(name, found[0]) for name, paragraph in paragraphs() if (found := every.search(paragraph))}
+    every = re.compile(
+        r"`RateLimit`.{0,80}\b(?:every|all|each) (?!successful)\w*\s?(?:answer|response)"
+    )
+    wrong = {
+        (name, found[0]) for name, paragraph in paragraphs() if (found := every.search(paragraph))
+    }
     assert wrong == set()
 
 
@@ -106,7 +110,8 @@ def test_the_dev_overlay_is_described_with_the_replicas_its_hpas_allow() -> None
     assert "one pod of each" not in row
     assert re.search(rf"\bfrom {low} to {high}\b", row), row
     table = [line for line in guide.splitlines() if re.match(r"\| (API|consumer) \| HPA", line)]
-    assert table and all(f"HPA {low}-{high} |" in line for line in table), table
+    assert table
+    assert all(f"HPA {low}-{high} |" in line for line in table), table
 
 
 def secret_keys() -> tuple[set[str], set[str]]:
@@ -180,8 +185,10 @@ def test_docs_availability_is_stated_as_the_setting_decides() -> None:
     )
     security = " ".join((REPO / "SECURITY.md").read_text().split())
     row = next(line for line in security.split(" | ") if "`/openapi.json`" in line)
-    assert in_development and not in_production
-    assert "in development" in row and "ORDERS_SERVER__DOCS_ENABLED=true" in row, row
+    assert in_development
+    assert not in_production
+    assert "in development" in row, row
+    assert "ORDERS_SERVER__DOCS_ENABLED=true" in row, row
 
 
 def test_dead_letters_and_deletion_are_worded_for_every_broker() -> None:
@@ -189,8 +196,11 @@ def test_dead_letters_and_deletion_are_worded_for_every_broker() -> None:
     names = {"redis": r"\bredis\b", "nats": r"\bnats\b|jetstream"}
     assert kinds == set(names)
     said = [
-        *(text for path in sorted((REPO / "m2m").glob("*.json"))
-          for text in m2m_strings(json.loads(path.read_text()))),
+        *(
+            text
+            for path in sorted((REPO / "m2m").glob("*.json"))
+            for text in m2m_strings(json.loads(path.read_text()))
+        ),
         *re.split(r"\n(?!#)", (REPO / ".env.example").read_text()),
     ]
     about = re.compile(r"dead.letter|deleted once|delete what", re.IGNORECASE)
@@ -249,7 +259,10 @@ def test_each_env_example_comment_sits_above_the_variable_it_describes() -> None
 def operations() -> dict[str, set[str]]:
     """Each operation (`METHOD /path/{}`) with the statuses its OpenAPI document gives."""
     rows = json.loads((REPO / "m2m" / "http.json").read_text())
-    return {f"{row['method']} {re.sub(r'{[^}]*}', '{}', row['path'])}": set(row["statuses"]) for row in rows}
+    return {
+        f"{row['method']} {re.sub(r'{[^}]*}', '{}', row['path'])}": set(row["statuses"])
+        for row in rows
+    }
 
 
 def named_operations(text: str) -> set[str]:
@@ -289,6 +302,22 @@ def test_a_column_of_answers_lists_every_status_of_its_operation() -> None:
     assert wrong == set()
 
 
+def bound_fields(nodes: list[ast.AST]) -> dict[str, set[str]]:
+    """The fields each `name = logger.bind(...)` of a module adds to the lines written by `name`."""
+    bound: dict[str, set[str]] = {}
+    for node in nodes:
+        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
+            continue
+        call = node.value
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "bind":
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    bound.setdefault(target.id, set()).update(
+                        keyword.arg for keyword in call.keywords if keyword.arg
+                    )
+    return bound
+
+
 def log_lines() -> dict[str, tuple[set[str], set[str]]]:
     """Every log line the code writes: its event with the levels and the fields it is written
     with, those of a `bind` to the logger's name in the same module included."""
@@ -296,16 +325,7 @@ def log_lines() -> dict[str, tuple[set[str], set[str]]]:
     lines: dict[str, tuple[set[str], set[str]]] = {}
     for path in sorted((REPO / "src").rglob("*.py")):
         nodes = list(ast.walk(ast.parse(path.read_text())))
-        bound: dict[str, set[str]] = {}
-        for node in nodes:
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-                call = node.value
-                if isinstance(call.func, ast.Attribute) and call.func.attr == "bind":
-                    for target in node.targets:
-                        if isinstance(target, ast.Name):
-                            bound.setdefault(target.id, set()).update(
-                                keyword.arg for keyword in call.keywords if keyword.arg
-                            )
+        bound = bound_fields(nodes)
         for node in nodes:
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
@@ -330,7 +350,9 @@ def test_the_log_lines_listed_are_written_at_their_level_with_their_fields() -> 
     rows = [
         [cell.strip() for cell in row.strip("|").split("|")]
         for name, text, _ in DOCUMENTS
-        for table in re.findall(r"^\| log line \| level \| fields \|\n(?:^\|.*\|\n)+", text, re.M)
+        for table in re.findall(
+            r"^\| log line \| level \| fields \|\n(?:^\|.*\|\n)+", text, re.MULTILINE
+        )
         for row in table.splitlines()[2:]
     ]
     assert len(rows) >= 10
