@@ -50,6 +50,7 @@ EXAMPLE_FILES = (
     "tests/orders/test_consumer.py",
     # The docs describe the example: without it they name what went with it.
     "tests/test_docs.py",
+    "tests/test_doc_claims.py",
     # The HTTP benchmark measures the example's endpoints against a floor doing its SQL.
     "benchmarks/floor.py",
     "benchmarks/http.py",
