@@ -77,17 +77,22 @@ def migrated(settings: OrdersSettings) -> Iterator[OrdersSettings]:
     drop_database(settings)
 
 
-@pytest.fixture
-async def database(migrated: OrdersSettings) -> AsyncIterator[OrdersSettings]:
-    """The migrated test database and Redis; both are emptied when the test ends."""
-    yield migrated
-    connection = await connect(migrated)
+async def empty(settings: OrdersSettings) -> None:
+    """Every table and Redis emptied: what one test wrote is never the next one's data."""
+    connection = await connect(settings)
     try:
         await connection.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
     finally:
         await connection.close()
-    async with Redis.from_url(migrated.redis.url.get_secret_value()) as redis:
+    async with Redis.from_url(settings.redis.url.get_secret_value()) as redis:
         await redis.flushall()
+
+
+@pytest.fixture
+async def database(migrated: OrdersSettings) -> AsyncIterator[OrdersSettings]:
+    """The migrated test database and Redis; both are emptied when the test ends."""
+    yield migrated
+    await empty(migrated)
 
 
 @pytest.fixture(params=["redis", "nats"])

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 from core.settings import Environment
 from orders.main import create_app
 from orders.settings import OrdersSettings
+from tests.conftest import empty
 from tests.support import bearer, free_port, service_env
 
 EXAMPLES_PER_OPERATION = 150
@@ -53,10 +54,18 @@ def ready(base_url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server(migrated: OrdersSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+async def fuzzed(migrated: OrdersSettings) -> AsyncIterator[OrdersSettings]:
+    """The migrated database, emptied when the module ends: the orders and events the fuzzing
+    wrote would otherwise be published by the next test's publisher on this worker."""
+    yield migrated
+    await empty(migrated)
+
+
+@pytest.fixture(scope="module")
+def server(fuzzed: OrdersSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = service_env(
-        migrated,
+        fuzzed,
         ORDERS_SERVER__PORT=str(port),
         ORDERS_RATE_LIMIT__ENABLED="false",  # thousands of requests in a minute
         ORDERS_LOGGING__LEVEL="WARNING",
