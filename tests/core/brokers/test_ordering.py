@@ -58,7 +58,11 @@ async def test_a_slow_batch_is_handled_in_order_one_at_a_time_by_the_consumer_ho
         await wait_for(lambda: spans)  # the first has taken the whole batch; the second joins
         running.append(asyncio.create_task(second.run(stop)))
         await wait_for(lambda: len(spans) >= len(ids))
-        await asyncio.sleep(1.0)  # room for a wrong redelivery to show itself
+        # Every entry answered: none is left that a wrong redelivery could hand out again.
+        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed goal
+        while await broker.outstanding(STREAM, GROUP):
+            assert time.monotonic() < deadline, "the group never finished its entries"
+            await asyncio.sleep(0.05)
     finally:
         stop.set()
         await asyncio.gather(*running)
