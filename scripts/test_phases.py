@@ -44,10 +44,9 @@ ELSEWHERE = [f"--ignore={GENERATOR}", f"--ignore={CONTAINERS}"]
 PHASES = {
     "lint": Phase("lint"),
     "default": Phase("default", ["-m", "not slow", "-n", WORKERS, *ELSEWHERE]),
-    # One process: under xdist (`-n 2 --dist loadgroup`) the fuzz run's count of requests,
-    # kept per process, held only its first operation's; that wants finding out first.
-    "slow": Phase("slow", ["-m", "slow", *ELSEWHERE]),
-    # One group per generated service: its tests share its tree, so one worker runs them.
+    # The fuzz run counts its requests in one process, so its tests are one group; so are
+    # each generated service's, which share its tree.
+    "slow": Phase("slow", ["-m", "slow", "-n", WORKERS, "--dist", "loadgroup", *ELSEWHERE]),
     "generated": Phase("generated", [GENERATOR, "-n", WORKERS, "--dist", "loadgroup"], [GENERATOR]),
     "containers": Phase("containers", [CONTAINERS], [CONTAINERS]),
 }
