@@ -1,8 +1,8 @@
 """Rate limits in Redis: a fixed window per route group and caller, shared by every worker.
 
 Each check is one round trip (INCR, and EXPIRE on the window's first request). Over the limit the
-request gets 429 with `Retry-After`; every answer carries the `RateLimit-Policy` and `RateLimit`
-headers (draft-ietf-httpapi-ratelimit-headers). When Redis cannot be reached the limiter lets
+request gets 429 with `Retry-After`; the 429 and every successful answer of a limited route carry
+the `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers). When Redis cannot be reached the limiter lets
 requests through (`fail_open`, the default), logs it at most every few seconds and counts it.
 
 Failed authentication has a limit of its own per client address (`FAILED_AUTHENTICATION`):
