@@ -112,8 +112,9 @@ def test_every_make_target_named_exists() -> None:
 
 def test_every_command_named_exists() -> None:
     subcommands = set(re.findall(r"^    ([a-z-]+) ", _parser().format_help(), flags=re.MULTILINE))
-    # `orders <word>` as a command: at the start of a code line, or after `uv run` / `$`.
-    command = re.compile(rf"(?:^|uv run (?:--frozen )?|\$ ){SERVICE} ([a-z][a-z-]+)", re.MULTILINE)
+    # `orders <word>` as a command: at the start of a code line, in the checkout's .venv, or
+    # after `$`.
+    command = re.compile(rf"(?:^|\.venv/bin/|\$ ){SERVICE} ([a-z][a-z-]+)", re.MULTILINE)
     named = {
         (name, found)
         for name, text, code in DOCUMENTS
@@ -121,6 +122,13 @@ def test_every_command_named_exists() -> None:
         for found in command.findall(code)
     }
     assert {(name, sub) for name, sub in named if sub not in subcommands} == set()
+
+
+def test_commands_are_named_as_a_checkout_and_the_image_have_them() -> None:
+    """`make install` may put uv in .tools/bin, off PATH, but always puts the tools in .venv/bin;
+    the image has `orders` on PATH. So the docs say `.venv/bin/orders`, never `uv run ...`."""
+    named = {(name, line) for name, line in each(re.compile(r"^.*\buv run\b.*$", re.MULTILINE))}
+    assert named == set()
 
 
 def test_every_problem_type_named_is_raised_by_the_code() -> None:
