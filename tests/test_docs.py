@@ -217,7 +217,9 @@ def test_every_log_event_named_is_logged_by_the_code() -> None:
 
 def test_the_docs_speak_of_the_project_only() -> None:
     """No work-tracking history in the docs: what they say must hold for whoever reads them."""
-    history = re.compile(r"\b(?:issue|session) \d+\b|\bthis session\b|\bthe development machine\b")
+    history = re.compile(
+        r"\b(?:issue|session) \d+\b|\bthis session\b|\bthe development machine\b", re.IGNORECASE
+    )
     said = {(name, found[0]) for name, text, _ in DOCUMENTS for found in history.finditer(text)}
     assert said == set()
 
@@ -249,3 +251,30 @@ def test_every_log_level_said_of_an_event_is_the_one_it_is_logged_at() -> None:
                     if event in logged and not levels <= logged[event]:
                         wrong.add((name, event, *levels))
     assert wrong == set()
+
+
+# Words a newcomer meets, each with what explains it: its explanation, or a link to the page
+# that gives one.
+TERMS = {
+    "m2m": (r"\bm2m\b(?!/)", r"machine to machine|m2m/README\.md"),
+    "floor": (r"\bfloor\b", r"written by hand|fastest honest code|performance\.md"),
+    "drill": (r"\bdrills?\b", r"breaks? something\s+on\s+purpose|events\.md"),
+    "hold": (
+        r"\b(?:a|the|its|their|each) holds?\b|\bholds? (?:come|end|start)",
+        r"events\.md|holds? (?:its|one) aggregate|keeps one aggregate's events back",
+    ),
+    "poison": (r"\bpoison(?:ed)?\b", r"can never be handled|can never handle|events\.md"),
+}
+
+
+def test_every_term_is_explained_where_a_document_first_uses_it() -> None:
+    unexplained = set()
+    for path in MARKDOWN:
+        prose = CODE.sub("", path.read_text(encoding="utf-8"))
+        paragraphs = prose.split("\n\n")
+        for term, (used, explained) in TERMS.items():
+            first = next((p for p in paragraphs if re.search(used, p, re.IGNORECASE)), None)
+            defined_here = path.name == "events.md" and f"*{term}*" in prose
+            if first is not None and not defined_here and not re.search(explained, first):
+                unexplained.add((str(path.relative_to(REPO)), term))
+    assert unexplained == set()
