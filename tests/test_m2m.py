@@ -16,7 +16,7 @@ from orders.cli import _parser
 from orders.consumers import RECEIVED_EVENTS, consumed_streams
 from orders.events import published_events
 from orders.main import create_app
-from orders.settings import OrdersSettings
+from orders.settings import SERVICE, OrdersSettings
 
 M2M = Path("m2m")
 
@@ -110,3 +110,42 @@ def test_every_default_reads_back_as_written_in_the_environment(
     written = OrdersSettings(_env_file=None).model_dump()
     monkeypatch.undo()
     assert written == OrdersSettings(_env_file=None).model_dump()
+
+
+def names_in_source() -> set[str]:
+    """Every class, function and module-level name defined under src/."""
+    defined = re.compile(r"^\s*(?:class|def|async def) (\w+)|^(\w+)(?:: [^=]+)? = ", re.MULTILINE)
+    return {
+        name
+        for path in Path("src").rglob("*.py")
+        for match in defined.finditer(path.read_text())
+        for name in match.groups()
+        if name
+    }
+
+
+def test_the_tables_prose_names_what_exists() -> None:
+    """Each table's purpose and writers: the columns listed in parentheses, the values listed
+    with `|`, the classes, the setting and the commands named exist."""
+    defined = names_in_source()
+    subcommands = set(re.findall(r"^    ([a-z-]+) ", _parser().format_help(), flags=re.MULTILINE))
+    wrong = []
+    for row in load("tables.json"):
+        if row["table"] == "alembic_version":
+            continue
+        table = Base.metadata.tables[row["table"]]
+        prose = f"{row['purpose']} {row['written_by']}"
+        for listed in re.findall(r"\(([a-z_ ]+(?:, [a-z_ ]+)+)\)", prose):
+            wrong += [c for c in listed.split(", ") if c.replace(" ", "_") not in table.columns]
+        for values in re.findall(r"\b(\w+) \((\w+(?:\|\w+)+)\)", prose):
+            enum = getattr(table.columns[values[0]].type, "enums", None)
+            wrong += [] if set(values[1].split("|")) == set(enum or ()) else [values[0]]
+        for name in re.findall(r"\b[A-Z][a-z]+[A-Z]\w*(?:\.\w+)?", prose):
+            wrong += [name] if not set(name.split(".")) <= defined else []
+        for path in re.findall(r"\b([a-z_]+\.[a-z_]+)\b", prose):
+            group, field = path.split(".")
+            known = getattr(OrdersSettings(_env_file=None), group, None)
+            wrong += [path] if not hasattr(known, field) else []
+        for command in re.findall(rf"`{SERVICE} ([a-z-]+)", prose):
+            wrong += [] if command in subcommands else [command]
+    assert wrong == []
