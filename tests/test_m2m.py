@@ -149,3 +149,20 @@ def test_the_tables_prose_names_what_exists() -> None:
         for command in re.findall(rf"`{SERVICE} ([a-z-]+)", prose):
             wrong += [] if command in subcommands else [command]
     assert wrong == []
+
+
+def test_the_streams_prose_says_what_the_code_does() -> None:
+    """The attempts before a dead letter, the consumer group and the commands each stream's
+    producers and consumers are named by."""
+    consumer = OrdersSettings(_env_file=None).consumer
+    subcommands = set(re.findall(r"^    ([a-z-]+) ", _parser().format_help(), flags=re.MULTILINE))
+    wrong = []
+    for row in load("streams.json"):
+        prose = " ".join([*row["producers"], *row["consumers"]])
+        for attempts in re.findall(r"after (\d+) failed attempts", prose):
+            wrong += [] if int(attempts) == consumer.max_retries + 1 else [attempts]
+        for group in re.findall(r"consumer group `([^`]+)`|consumer `([^`]+)`", prose):
+            wrong += [] if consumer.group in group else [group]
+        for command in re.findall(rf"\b{SERVICE} ([a-z]+(?:-[a-z]+)*)\b", prose):
+            wrong += [] if command in subcommands | {"publisher", "consumer"} else [command]
+    assert wrong == []
