@@ -1,5 +1,7 @@
 """The m2m facts and the generated references agree with the code."""
 
+import importlib
+import inspect
 import json
 import re
 from pathlib import Path
@@ -165,4 +167,26 @@ def test_the_streams_prose_says_what_the_code_does() -> None:
             wrong += [] if consumer.group in group else [group]
         for command in re.findall(rf"\b{SERVICE} ([a-z]+(?:-[a-z]+)*)\b", prose):
             wrong += [] if command in subcommands | {"publisher", "consumer"} else [command]
+    assert wrong == []
+
+
+def test_each_consumed_events_effect_is_what_its_handler_does() -> None:
+    """`confirms the order` and `cancels the order (reason payment_failed)`: the handler that
+    validates the payload calls the service's `confirm_order` / `cancel_order`, with that reason."""
+    wrong = []
+    for row in load("events.json")["consumed"]:
+        module_name, payload = row["payload"].rsplit(".", 1)
+        module = importlib.import_module(module_name)
+        handlers = [
+            inspect.getsource(function)
+            for _, cls in inspect.getmembers(module, inspect.isclass)
+            if cls.__module__ == module_name
+            for _, function in inspect.getmembers(cls, inspect.isfunction)
+            if f"{payload}.model_validate" in inspect.getsource(function)
+        ]
+        verb, noun = re.match(r"(\w+?)s the (\w+)", row["effect"]).groups()  # type: ignore[union-attr]
+        reason = re.search(r"\(reason (\w+)\)", row["effect"])
+        said = [f"{verb}_{noun}(", *([f'reason="{reason[1]}"'] if reason else [])]
+        if len(handlers) != 1 or not all(part in handlers[0] for part in said):
+            wrong.append(row["type"])
     assert wrong == []
