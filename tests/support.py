@@ -2,12 +2,14 @@
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -154,7 +156,22 @@ class RedisServer:
             ],
             check=True,
         )
-        self._wait(up=True)
+        # A PONG alone could be another server's, one that held the port first: ours wrote the
+        # pid file and answers with its pid.
+        deadline = time.monotonic() + 10
+        while not self._ours():
+            if time.monotonic() > deadline:
+                log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server on {self.port} did not start:\n{log}")
+            time.sleep(0.05)
+
+    def _ours(self) -> bool:
+        pidfile = self.directory / "redis.pid"
+        info = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "info", "server"], capture_output=True, check=False
+        ).stdout.decode()
+        pid = re.search(r"^process_id:(\d+)", info, re.MULTILINE)
+        return pid is not None and pidfile.exists() and pidfile.read_text().strip() == pid[1]
 
     def stop(self) -> None:
         subprocess.run(
@@ -229,6 +246,7 @@ class NatsServer:
         self.port = free_port()
         self.directory = directory
         self.url = f"nats://127.0.0.1:{self.port}"
+        self.name = f"throwaway-{uuid.uuid4().hex}"
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -240,6 +258,8 @@ class NatsServer:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                "-n",
+                self.name,
                 "-js",
                 "-sd",
                 str(self.directory / "store"),
@@ -248,10 +268,11 @@ class NatsServer:
             ]
         )
         deadline = time.monotonic() + 10
+        # Answering with its own name: another server may hold the port.
         while not self._answers():
-            assert self._process.poll() is None, "nats-server exited"
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nats on {self.port} did not start")
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"nats-server on {self.port} did not start")
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -263,7 +284,7 @@ class NatsServer:
     def _answers(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                return sock.recv(4).startswith(b"INFO")
+                return f'"server_name":"{self.name}"'.encode() in sock.makefile("rb").readline()
         except OSError:
             return False
 

@@ -23,6 +23,8 @@ def test_a_redis_server_whose_port_is_taken_does_not_start(tmp_path: Path) -> No
 
 
 def test_a_nats_server_whose_port_is_taken_does_not_start(tmp_path: Path) -> None:
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
     first = NatsServer(tmp_path / "first")
     first.start()
     try:
