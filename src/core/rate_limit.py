@@ -2,8 +2,9 @@
 
 Each check is one round trip (INCR, and EXPIRE on the window's first request). Over the limit the
 request gets 429 with `Retry-After`; the 429 and every successful answer of a limited route carry
-the `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers). When Redis cannot be reached the limiter lets
-requests through (`fail_open`, the default), logs it at most every few seconds and counts it.
+the `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers). When Redis
+cannot be reached the limiter lets requests through (`fail_open`, the default), logs it at most
+every few seconds and counts it.
 
 Failed authentication has a limit of its own per client address (`FAILED_AUTHENTICATION`):
 each failure counts, and an address over the limit is refused before its token is even looked at.
