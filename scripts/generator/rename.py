@@ -85,7 +85,7 @@ def rules(new: Service) -> list[Rule]:
         # The consumer group: NATS durable consumers and their exhausted streams are named so.
         (r'(?<="durable_consumer": ")orders(?=")', name),
         (r"_orders_exhausted\b", f"_{name}_exhausted"),
-        (r"consumer group `orders`", f"consumer group `{name}`"),
+        (r"\b(consumer|group) `orders`", rf"\1 `{name}`"),  # consumer group / durable consumer
         (
             r"(?m)^(\w+_(?:SERVICE_NAME|DATABASE__NAME|CONSUMER__GROUP|AUTH__AUDIENCE)=)orders$",
             rf"\g<1>{name}",
