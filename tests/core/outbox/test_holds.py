@@ -1,6 +1,8 @@
 """Holds against races on real PostgreSQL and Redis: no event of a held aggregate is published,
 whatever another publisher commits while a claim runs."""
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -16,7 +18,14 @@ from core.outbox.broker import RedisStreamsBroker
 from core.outbox.publisher import OutboxPublisher
 from orders.settings import OrdersSettings
 from tests.conftest import NewPublisher
-from tests.core.outbox.conftest import insert_events, pending, read_stream, versions_by_aggregate
+from tests.core.outbox.conftest import (
+    Refusals,
+    StrainedBroker,
+    insert_events,
+    pending,
+    read_stream,
+    versions_by_aggregate,
+)
 
 # What publisher A commits when the broker refuses K v1: for good (the `block` policy buries it
 # and holds K until an operator acts), or for now (K backs off).
@@ -127,3 +136,64 @@ async def test_a_claim_reads_no_rows_of_held_aggregates(
         explain = f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}"
         [plan] = await raw.fetchval(explain, *parameters)  # asyncpg decodes the JSON
     assert rows_read(plan["Plan"], "outbox_events") <= 5
+
+
+_WAITING_TO_FORGET = text("""
+SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM outbox_key_holds%'
+""")
+
+
+async def test_forgetting_expired_holds_never_deadlocks_a_batch_that_sets_holds(
+    engine: AsyncEngine, new_publisher: NewPublisher, redis: Redis, database: OrdersSettings
+) -> None:
+    """Publisher A's batch holds K1 and K2 again, whose last holds are over; publisher B
+    forgets the expired holds in between. Were B to wait for A's K1 while it has K2, the two
+    would deadlock, and a batch rolled back after publishing publishes its events again."""
+    await insert_events(engine, [("K1", 1), ("K2", 1), ("other", 1)])
+    async with engine.begin() as connection:  # K2's row first, so a scan reaches it first
+        for key in ("K2", "K1"):
+            await connection.execute(
+                text("""INSERT INTO outbox_key_holds (aggregate_type, aggregate_id, until, reason)
+                VALUES ('order', :key, now() - interval '1 second', 'refused')"""),
+                {"key": key},
+            )
+    publisher_b = new_publisher()
+    forgetting: list[asyncio.Task[None]] = []
+
+    async def forget_while_k1_is_held() -> None:
+        forgetting.append(asyncio.create_task(publisher_b.refresh_gauges()))
+        deadline = time.monotonic() + 60  # a bound on the loop, not a speed goal
+        while not forgetting[0].done():
+            async with engine.connect() as connection:
+                if await connection.scalar(_WAITING_TO_FORGET):
+                    return  # B waits for A: A goes on to K2
+            assert time.monotonic() < deadline, "B neither finished nor waited"
+            await asyncio.sleep(0.01)
+
+    def after_k1s_hold(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not forgetting and "INSERT INTO outbox_key_holds" in statement:
+            await_(forget_while_k1_is_held())
+
+    batching = build_engine(database.database)  # publisher A's, hooked
+    event.listen(batching.sync_engine, "after_cursor_execute", after_k1s_hold)
+    refusals = Refusals(transient={("K1", 1), ("K2", 1)}, permanent=set())
+    broker = StrainedBroker(
+        RedisStreamsBroker(redis, maxlen=database.outbox.stream_maxlen, timeout_seconds=2),
+        refusals,
+    )
+    publisher_a = OutboxPublisher(
+        batching, broker, database.outbox, OutboxMetrics(CollectorRegistry())
+    )
+    try:
+        assert await publisher_a.publish_batch() == 1
+        await forgetting[0]
+    finally:
+        await batching.dispose()
+    assert versions_by_aggregate(await read_stream(redis)) == {"other": [1]}
+    assert await pending(engine) == 2  # K1 and K2 back off, held again
+    async with engine.connect() as connection:
+        held = await connection.scalar(
+            text("SELECT count(*) FROM outbox_key_holds WHERE until > now()")
+        )
+    assert held == 2
