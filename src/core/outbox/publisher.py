@@ -44,7 +44,15 @@ SELECT (SELECT count(*) FROM outbox_events),
     (SELECT count(*) FROM outbox_dead_events),
     (SELECT count(*) FROM outbox_key_holds WHERE until > now())
 """)
-_FORGET_EXPIRED_HOLDS = text("DELETE FROM outbox_key_holds WHERE until <= now()")
+# Outside the aggregates' locks, so it skips the holds a batch is setting: waiting for one while
+# having deleted another that batch sets next would deadlock, and the batch (rolled back after
+# publishing) would publish its events again.
+_FORGET_EXPIRED_HOLDS = text("""
+DELETE FROM outbox_key_holds WHERE (aggregate_type, aggregate_id) IN (
+    SELECT aggregate_type, aggregate_id FROM outbox_key_holds WHERE until <= now()
+    FOR UPDATE SKIP LOCKED
+)
+""")
 GAUGE_INTERVAL_SECONDS = 5.0
 
 _FAILED = text(

@@ -140,7 +140,7 @@ async def test_a_claim_reads_no_rows_of_held_aggregates(
 
 _WAITING_TO_FORGET = text("""
 SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM outbox_key_holds%'
+AND wait_event_type = 'Lock' AND query LIKE '%DELETE FROM outbox_key_holds%'
 """)
 
 
