@@ -3,6 +3,7 @@ and dead letters listed past replayed ones."""
 
 import asyncio
 import copy
+import time
 from pathlib import Path
 
 from nats import connect
@@ -55,9 +56,10 @@ async def test_a_consumer_started_while_nats_is_down_consumes_once_it_is_up(
         await asyncio.sleep(1.0)  # NATS is not there yet
         server.start()
         await own.publish(STREAM, event())
-        for _ in range(100):
-            if seen:
-                break
+        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed goal
+        while not seen:
+            assert time.monotonic() < deadline, "the consumer never consumed"
+            assert not task.done(), "the consumer stopped by itself"
             await asyncio.sleep(0.1)
         assert [e.id for e in seen] == ["evt-1"]
     finally:
@@ -139,13 +141,15 @@ async def test_a_nats_outage_mid_consume_is_waited_out(
             stopped = True
             server.start()
             await later.publish(STREAM, event("evt-2"))
-        return len(seen) == 2
+        return "evt-2" in {e.id for e in seen}
 
     try:
         await consumer.ensure_groups()
         await own.publish(STREAM, event("evt-1"))
         await run_until([consumer], outage_then_an_event)
-        assert [e.id for e in seen] == ["evt-1", "evt-2"]
+        # evt-1 may come again: its ack can go down with the server (handlers' inboxes apply
+        # it once); nothing is lost or reordered.
+        assert list(dict.fromkeys(e.id for e in seen)) == ["evt-1", "evt-2"]
     finally:
         await later.close()
         await own.close()
