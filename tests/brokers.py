@@ -253,6 +253,10 @@ class NatsHarness:
         js = (await self._nats()).jetstream()
         await js.add_stream(StreamConfig(name=stream_for(topic), subjects=[topic], max_msg_size=1))
 
+    async def remove(self, topic: str) -> None:
+        """As `nats stream rm` does, under every connection's feet."""
+        await (await self._nats()).jetstream().delete_stream(stream_for(topic))
+
     async def close(self) -> None:
         for connection in self._connections:
             await connection.close()

@@ -55,3 +55,16 @@ async def test_an_event_too_large_for_its_stream_is_refused_for_good(nats: NatsH
     await nats.refuse("payments")  # the stream stores messages of one byte at most
     [result] = await nats.adapter().publish([("payments", event("evt-1"))])
     assert isinstance(result, PermanentPublishError), result
+
+
+async def test_a_stream_removed_under_a_running_publisher_is_created_again(
+    nats: NatsHarness,
+) -> None:
+    broker = nats.adapter()
+    assert await broker.publish([("payments", event("evt-1"))]) == [None]
+    await nats.remove("payments")
+    with pytest.raises(BrokerUnavailableError):  # no stream answers: the event stays put
+        await broker.publish([("payments", event("evt-2"))])
+    assert await broker.publish([("payments", event("evt-2"))]) == [None]  # the next batch
+    assert [entry["id"] for entry in await nats.read("payments")] == ["evt-2"]
+    await broker.close()
