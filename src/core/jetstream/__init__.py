@@ -145,6 +145,10 @@ class JetStream:
                 raise
         self._streams.add(name)
 
+    def forget_stream(self, name: str) -> None:
+        """The stream went away (`nats stream rm`): the next ensure_stream creates it again."""
+        self._streams.discard(name)
+
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None

@@ -17,6 +17,7 @@ from core.events import CloudEvent
 from core.jetstream import (
     JetStream,
     JetStreamUnavailableError,
+    stream_for,
     to_message,
 )
 from core.outbox.broker import (
@@ -61,6 +62,9 @@ class JetStreamBroker:
             return [_result(reply) for reply in replies]
         except BrokerUnavailableError as error:
             error.taken = [isinstance(reply, PubAck) for reply in replies]
+            for (topic, _), reply in zip(messages, replies, strict=True):
+                if isinstance(reply, NoStreamResponseError):  # removed since this process made it
+                    self._jetstream.forget_stream(stream_for(topic))
             raise
 
     async def close(self) -> None:
