@@ -2,6 +2,7 @@
 The contract every broker's consumer keeps is tested in tests/core/brokers."""
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,55 @@ async def test_a_redis_outage_mid_consume_is_waited_out(
     finally:
         await own.aclose()
         server.stop()
+
+
+async def test_a_consumer_started_while_redis_is_down_consumes_once_it_is_up(
+    settings: OrdersSettings, tmp_path: Path
+) -> None:
+    server = RedisServer(tmp_path)
+    seen, handle = recorder()
+    options = settings.consumer.model_copy(update={"block_ms": 50})
+    own = Redis.from_url(server.url, socket_connect_timeout=1)
+    consumer = StreamConsumer(
+        own, [STREAM], {TYPE: handle}, options, ConsumerMetrics(CollectorRegistry()), name="c1"
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await asyncio.sleep(1.0)  # Redis is not there yet
+        server.start()
+        await publish(own, event())
+        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed goal
+        while not seen:
+            assert not task.done(), "the consumer stopped by itself"
+            assert time.monotonic() < deadline, "the consumer never consumed"
+            await asyncio.sleep(0.1)
+        assert [e.id for e in seen] == ["evt-1"]
+    finally:
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
+        await own.aclose()
+        server.stop()
+
+
+async def test_a_stream_removed_under_a_running_consumer_is_consumed_again(
+    redis: Redis, new_consumer: NewConsumer
+) -> None:
+    """`DEL` of the stream, or a Redis restarted without its data, takes the group with it; the
+    stream an XADD creates again has none until the consumer creates it."""
+    seen, handle = recorder()
+    consumer = new_consumer(handle)
+    await consumer.ensure_groups()
+    await publish(redis, event("evt-1"))
+    removed = False
+
+    async def removed_then_an_event() -> bool:
+        nonlocal removed
+        if seen and not removed:
+            removed = True
+            await redis.delete(STREAM)
+            await publish(redis, event("evt-2"))
+        return "evt-2" in {e.id for e in seen}
+
+    await run_until([consumer], removed_then_an_event)
+    assert [e.id for e in seen] == ["evt-1", "evt-2"]
