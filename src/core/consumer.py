@@ -88,18 +88,30 @@ class StreamConsumer:
                     raise
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set; the entry in hand is always finished first."""
-        await self.ensure_groups()
-        helpers = [
-            asyncio.create_task(self._reclaim_until(stop)),
-            asyncio.create_task(self._holders.renew_until(stop)),
-        ]
+        """Consume until `stop` is set; the entry in hand is always finished first.
+
+        The groups are created at the start, through an outage, and again when they went
+        away: a stream deleted, or a Redis restarted without its data."""
+        helpers: list[asyncio.Task[None]] = []
+        groups_missing = True
         try:
             while not stop.is_set():
                 try:
+                    if groups_missing:
+                        await self.ensure_groups()
+                        groups_missing = False
+                    if not helpers:  # once there are groups to reclaim from
+                        helpers = [
+                            asyncio.create_task(self._reclaim_until(stop)),
+                            asyncio.create_task(self._holders.renew_until(stop)),
+                        ]
                     await self.read_once(stop)
                 except RedisError as error:
-                    log.warning("consumer.redis_unavailable", error=str(error))
+                    if "NOGROUP" in str(error):
+                        groups_missing = True
+                        log.warning("consumer.group_missing", error=str(error))
+                    else:
+                        log.warning("consumer.redis_unavailable", error=str(error))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
         finally:
