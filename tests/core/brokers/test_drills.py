@@ -101,7 +101,9 @@ async def test_the_publisher_process_delivers_reports_and_stops_cleanly(
 # deduplicated by JetStream, repeated within bounds on Redis; per-aggregate order through its
 # publish call) shows with every kill landing mid-flow and four publishers contending, which
 # the smaller size still gives: 25 batches under 3 kills, 50 aggregates under 4 publishers.
-FULL_SIZE = "nats"
+# A generated service's suite, run by the template's tests/generator, sets DRILLS=small: this
+# code has been proven at full size in the template's own run.
+FULL_SIZE = None if os.environ.get("DRILLS") == "small" else "nats"
 
 
 def size(broker: BrokerHarness, full: int, smaller: int) -> int:
@@ -192,7 +194,7 @@ async def replay_dead_events_until_drained(engine: AsyncEngine, expected: int) -
 async def test_kill_9_at_random_points_loses_nothing(
     engine: AsyncEngine, broker: BrokerHarness
 ) -> None:
-    batch, kills, events = 100, 3, size(broker, 10_000, 2_500)
+    batch, kills, events = 100, 3, size(broker, 5_000, 2_500)
     ids = await insert_events(engine, [(f"agg{n % 200}", n // 200 + 1) for n in range(events)])
     # Kill each publisher once the topic passes a random point, so every kill lands mid-flow.
     for target in sorted(random.sample(range(events // 20, events * 9 // 10), kills)):
@@ -246,7 +248,7 @@ async def consume_with_effects(engine: AsyncEngine, broker: BrokerHarness) -> di
     stop = asyncio.Event()
     tasks = [asyncio.create_task(consumer.run(stop)) for consumer in consumers]
     try:
-        # Up to 10,000 handler transactions under coverage, loaded: a bound, not a goal.
+        # Up to 5,000 handler transactions under coverage, loaded: a bound, not a goal.
         deadline = time.monotonic() + 900
         while await broker.outstanding(TOPIC, "drill"):
             assert time.monotonic() < deadline, "the consumers did not catch up"
