@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file by
 from generator.example import keep_example, remove_example
 from generator.rename import Service, rename_service
 
-# The template's own introduction and its generator section; a service writes its own.
+# The template's own introduction, and what speaks of the template itself (its generator
+# section in the README, lines of docs/ on files a service is not given); a service writes its own.
 TEMPLATE_SECTION = re.compile(r"<!-- template -->\n.*?<!-- /template -->\n", re.DOTALL)
 INTRODUCTION = re.compile(r"(?s)(<!-- introduction -->\n).*?(<!-- /introduction -->\n)")
 
@@ -66,9 +67,12 @@ def tidy_and_regenerate() -> None:
 
 
 def describe(root: Path, description: str) -> None:
+    for document in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]:
+        text = document.read_text(encoding="utf-8")
+        if TEMPLATE_SECTION.search(text):
+            document.write_text(TEMPLATE_SECTION.sub("", text), encoding="utf-8")
     readme = root / "README.md"
-    text = TEMPLATE_SECTION.sub("", readme.read_text(encoding="utf-8"))
-    text = INTRODUCTION.sub(lambda m: f"{m[1]}{description}\n{m[2]}", text)
+    text = INTRODUCTION.sub(lambda m: f"{m[1]}{description}\n{m[2]}", readme.read_text("utf-8"))
     readme.write_text(text, encoding="utf-8")
     # The template's own command: a generated service is updated, not generated from.
     facts = root / "m2m" / "service.json"

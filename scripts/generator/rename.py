@@ -71,6 +71,7 @@ def rules(new: Service) -> list[Rule]:
         (rf'(?<=")orders(?=",\s*"(?:{COMMANDS})")', name),
         (r"\bprog=\"orders\"", f'prog="{name}"'),
         (r"`orders` command", f"`{name}` command"),
+        (r"\.venv/bin/orders\b", f".venv/bin/{name}"),
         (r'(?m)^orders = "', f'{name} = "'),
         # Names of things that belong to the service: orders-api, orders-secrets ...
         (r"(?<![\w.-])orders-(?=[a-z])", f"{name}-"),
