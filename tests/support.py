@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -245,6 +246,7 @@ class NatsServer:
         self.port = free_port()
         self.directory = directory
         self.url = f"nats://127.0.0.1:{self.port}"
+        self.name = f"throwaway-{uuid.uuid4().hex}"
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -256,6 +258,8 @@ class NatsServer:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                "-n",
+                self.name,
                 "-js",
                 "-sd",
                 str(self.directory / "store"),
@@ -264,10 +268,11 @@ class NatsServer:
             ]
         )
         deadline = time.monotonic() + 10
+        # Answering with its own name: another server may hold the port.
         while not self._answers():
-            assert self._process.poll() is None, "nats-server exited"
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nats on {self.port} did not start")
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"nats-server on {self.port} did not start")
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -279,7 +284,7 @@ class NatsServer:
     def _answers(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                return sock.recv(4).startswith(b"INFO")
+                return f'"server_name":"{self.name}"'.encode() in sock.makefile("rb").readline()
         except OSError:
             return False
 
