@@ -76,6 +76,17 @@ class Engine:
         found: dict[str, Any] = response.json()
         return found
 
+    def items(self, path: str) -> list[dict[str, Any]]:
+        response = self.http.get(path)
+        response.raise_for_status()
+        found: list[dict[str, Any]] = response.json()
+        return found
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = self.http.post(path, json=body)
+        response.raise_for_status()
+        return response.json() if response.content else {}
+
     def watch_events(self, project: str) -> tuple[list[dict[str, Any]], threading.Event]:
         """Container events of the project, collected in the background until `done` is set."""
         events: list[dict[str, Any]] = []

@@ -3,9 +3,11 @@ user goes through it. The tests run in this order against one stack; the last ta
 
 import asyncio
 import json
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +25,7 @@ from tests.delivery.containers import (
     PROFILES,
     Engine,
     Stack,
+    engine_host,
     stack_of,
     wait_for,
 )
@@ -295,3 +298,25 @@ def test_down_stops_every_container_by_sigterm(stack: Stack, engine: Engine) -> 
     }
     killed = {name: code for name, code in exits.items() if code == "137"}
     assert not killed, exits
+
+
+def test_the_engine_outlives_the_tree_that_started_it(stack: Stack, tmp_path: Path) -> None:
+    """The machine's container engine, started from a checkout since removed (a generated
+    service's, in the generator tests), still starts a container on a named volume."""
+    tree = tmp_path / "tree"
+    shutil.copytree(REPO / "scripts", tree / "scripts")
+    subprocess.run(["pkill", "-f", "podman system service"], check=False)  # started by the tree
+    engine = Engine(engine_host(tree))
+    shutil.rmtree(tree)
+    [image] = [
+        tag for i in engine.items("/images/json") for tag in i["RepoTags"] or [] if "redis" in tag
+    ]
+    volume = f"outlives-{uuid.uuid4().hex[:8]}"
+    config = {"Image": image, "Cmd": ["true"], "HostConfig": {"Binds": [f"{volume}:/data"]}}
+    created = engine.post("/containers/create", config)
+    try:
+        engine.post(f"/containers/{created['Id']}/start")
+        assert engine.post(f"/containers/{created['Id']}/wait")["StatusCode"] == 0
+    finally:
+        engine.http.delete(f"/containers/{created['Id']}", params={"force": True})
+        engine.http.delete(f"/volumes/{volume}")
