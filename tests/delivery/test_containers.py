@@ -320,3 +320,4 @@ def test_the_engine_outlives_the_tree_that_started_it(stack: Stack, tmp_path: Pa
     finally:
         engine.http.delete(f"/containers/{created['Id']}", params={"force": True})
         engine.http.delete(f"/volumes/{volume}")
+        engine.http.close()

@@ -90,10 +90,10 @@ def test_with_the_example_lint_and_the_service_tests_pass(with_example: Path) ->
     assert "acme.billing.order.placed.v1" in (with_example / "m2m/events.json").read_text()
     run(["make", "lint"], with_example)
     run(["scripts/test-tools"], with_example)
-    tests = ["tests/billing", "tests/test_migrations.py"]
-    tests += ["tests/test_m2m.py", "tests/test_docs.py", "tests/test_doc_claims.py"]
-    pytest_args = ["pytest", "-m", "not slow", "-q", "-p", "no:cacheprovider", *tests]
-    run(["uv", "run", "--frozen", *pytest_args], with_example, timeout=1200)
+    pytest = ["uv", "run", "--frozen", "pytest", "-m", "not slow", "-q", "-p", "no:cacheprovider"]
+    tests = ["tests/billing", "tests/test_m2m.py", "tests/test_migrations.py"]
+    run([*pytest, *tests], with_example, timeout=1200)
+    run([*pytest, "tests/test_docs.py", "tests/test_doc_claims.py"], with_example)
 
 
 @WITHOUT_EXAMPLE
