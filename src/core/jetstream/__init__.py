@@ -150,9 +150,15 @@ class JetStream:
         self._streams.discard(name)
 
     async def close(self) -> None:
+        """Close the connection; one lost while reconnecting closes too. nats-py (2.16) then
+        writes what it buffered meanwhile to the lost socket and raises: nothing of that could
+        be delivered anyway, and what it held unacknowledged is redelivered."""
         if self._client is not None:
             client, self._client = self._client, None
-            await client.close()
+            try:
+                await client.close()
+            except (TypeError, RuntimeError, OSError) as error:
+                log.warning("nats.closed_while_disconnected", error=repr(error))
 
     async def _connect(self) -> Client:
         try:
