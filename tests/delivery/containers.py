@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -76,8 +75,8 @@ class Engine:
         found: dict[str, Any] = response.json()
         return found
 
-    def items(self, path: str) -> list[dict[str, Any]]:
-        response = self.http.get(path)
+    def items(self, path: str, **params: str) -> list[dict[str, Any]]:
+        response = self.http.get(path, params=params)
         response.raise_for_status()
         found: list[dict[str, Any]] = response.json()
         return found
@@ -87,26 +86,20 @@ class Engine:
         response.raise_for_status()
         return response.json() if response.content else {}
 
-    def watch_events(self, project: str) -> tuple[list[dict[str, Any]], threading.Event]:
-        """Container events of the project, collected in the background until `done` is set."""
-        events: list[dict[str, Any]] = []
-        done = threading.Event()
-        filters = json.dumps(
-            {"type": ["container"], "label": [f"com.docker.compose.project={project}"]}
-        )
+    def events(self, project: str, since: float) -> list[dict[str, Any]]:
+        """The project's container events from `since` (a `time.time()`) to now: with `until`
+        the engine answers what it has and closes the stream, so nothing is left reading it."""
+        filters = labelled(project, type=["container"])
+        params = {"filters": filters, "since": str(int(since)), "until": str(int(time.time()) + 2)}
+        response = self.http.get("/events", params=params)
+        response.raise_for_status()
+        found = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+        return [event for event in found if event["timeNano"] >= since * 1e9]
 
-        def collect() -> None:
-            with self.http.stream(
-                "GET", "/events", params={"filters": filters}, timeout=None
-            ) as stream:
-                for line in stream.iter_lines():
-                    if line.strip():
-                        events.append(json.loads(line))
-                    if done.is_set():
-                        return
 
-        threading.Thread(target=collect, daemon=True).start()
-        return events, done
+def labelled(project: str, **more: list[str]) -> str:
+    """The Docker API's `filters` for what compose made for the project."""
+    return json.dumps({"label": [f"com.docker.compose.project={project}"], **more})
 
 
 @dataclass

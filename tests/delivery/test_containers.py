@@ -5,6 +5,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.delivery.containers import (
     Engine,
     Stack,
     engine_host,
+    labelled,
     stack_of,
     wait_for,
 )
@@ -49,8 +51,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def engine(stack: Stack) -> Engine:
-    return Engine(stack.docker_host)
+def engine(stack: Stack) -> Iterator[Engine]:
+    engine = Engine(stack.docker_host)
+    yield engine
+    engine.http.close()
 
 
 @pytest.fixture(scope="module")
@@ -286,18 +290,25 @@ def test_restarting_the_publisher_loses_no_event_placed_meanwhile(
 
 
 def test_down_stops_every_container_by_sigterm(stack: Stack, engine: Engine) -> None:
-    events, done = engine.watch_events(stack.project)
-    stack.compose(*PROFILES, "down", phase="down", ORDERS_BROKER__KIND="nats")
-    running = len(BASE) - 1 + 2  # migrate has exited; nats and prometheus were added
-    wait_for(lambda: len([e for e in events if e["Action"] == "die"]) >= running, "every exit")
-    done.set()
-    exits = {
-        e["Actor"]["Attributes"]["name"]: e["Actor"]["Attributes"].get("exitCode")
-        for e in events
-        if e["Action"] == "die"
+    running = {
+        name.lstrip("/")
+        for container in engine.items("/containers/json", filters=labelled(stack.project))
+        for name in container["Names"]
     }
-    killed = {name: code for name, code in exits.items() if code == "137"}
-    assert not killed, exits
+    assert len(running) >= len(BASE) - 1, running  # migrate has exited
+    started = time.time()
+    stack.compose(*PROFILES, "down", phase="down", ORDERS_BROKER__KIND="nats")
+
+    def exits() -> dict[str, str] | None:
+        died = [e for e in engine.events(stack.project, started) if e["Action"] == "die"]
+        codes = {
+            e["Actor"]["Attributes"]["name"]: e["Actor"]["Attributes"]["exitCode"] for e in died
+        }
+        return codes if running <= codes.keys() else None
+
+    codes = wait_for(exits, "every exit")
+    killed = {name: code for name, code in codes.items() if code == "137"}
+    assert not killed, codes
 
 
 def test_the_engine_outlives_the_tree_that_started_it(stack: Stack, tmp_path: Path) -> None:
