@@ -4,6 +4,8 @@ A new adapter (Kafka, say) joins the contract by adding a harness here and its n
 `broker` fixture's parameters: the tests that take `broker` are the contract it must pass.
 """
 
+import asyncio
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Protocol
 import nats
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from redis.asyncio import Redis
@@ -273,7 +275,17 @@ class NatsHarness:
             await js.stream_info(stream_for(topic))
         except NotFoundError:  # as the adapter would create it
             await self._jetstream().ensure_stream(stream_for(topic), topic)
-        await js.publish(topic, payload, headers=headers)
+        # A stream made a moment ago, on a server just started, may not take messages yet
+        # (NATS 2.9: "no response from stream"): retried, as the outbox publisher does.
+        deadline = time.monotonic() + 30  # a bound for a loaded machine, not a speed goal
+        while True:
+            try:
+                await js.publish(topic, payload, headers=headers)
+            except NoStreamResponseError:
+                assert time.monotonic() < deadline, f"no stream took a message on {topic}"
+                await asyncio.sleep(0.05)
+            else:
+                return
 
     async def _nats(self) -> Client:
         if self._client is None:
