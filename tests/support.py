@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO
 
 import asyncpg
 import httpx
@@ -306,14 +305,12 @@ def service_env(settings: OrdersSettings, **overrides: str) -> dict[str, str]:
     }
 
 
-def start_command(
-    settings: OrdersSettings, *args: str, output: IO[bytes] | int = subprocess.PIPE, **env: str
-) -> subprocess.Popen[bytes]:
-    """`orders <args>` as its own process, as the image runs it; its log to `output`."""
+def start_command(settings: OrdersSettings, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    """`orders <args>` as its own process, as the image runs it."""
     return subprocess.Popen(
         [sys.executable, "-m", "orders", *args],
         env=service_env(settings, **env),
-        stdout=output,
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
 

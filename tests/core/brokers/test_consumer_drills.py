@@ -1,4 +1,5 @@
-"""Consumer drills with real consumer processes, on each broker: a consumer killed mid-batch."""
+"""Consumer drills with real consumer processes, on each broker: a consumer killed mid-batch,
+stopped by SIGTERM (mid-batch, mid-reclaim, after its broker went away)."""
 
 import asyncio
 import os
@@ -8,17 +9,21 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import nats
 import pytest
+from nats.js.errors import NotFoundError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.jetstream import stream_for
 from orders.settings import OrdersSettings
-from tests.brokers import BrokerHarness, RedisHarness
+from tests.brokers import BrokerHarness, NatsHarness, RedisHarness
 from tests.core.brokers import drill_consumer
 from tests.core.brokers.conftest import GROUP, STREAM, event
 from tests.core.brokers.test_drills import exited, stop
-from tests.support import service_env
+from tests.support import NatsServer, service_env
 
 # A short handler timeout, so a dead consumer's messages come back within seconds.
 FAST_TAKEOVER = {
@@ -58,11 +63,16 @@ async def applied(engine: AsyncEngine) -> list[tuple[str, str, int, str]]:
 
 async def wait_until_ready(process: subprocess.Popen[bytes]) -> None:
     """Until the consumer says it runs; its exit first fails the test with its output."""
+    await wait_for_line(process, b"drill.consumer_ready")
+
+
+async def wait_for_line(process: subprocess.Popen[bytes], text: bytes) -> None:
+    """Until a line of the consumer's output holds `text`; its exit first fails the test."""
     assert process.stdout is not None
     while True:
         line = await asyncio.to_thread(process.stdout.readline)
-        assert line, "the consumer exited before it was ready"
-        if b"drill.consumer_ready" in line:
+        assert line, f"the consumer exited before it printed {text!r}"
+        if text in line:
             return
 
 
@@ -172,3 +182,44 @@ async def test_sigterm_stops_a_redis_consumer_in_the_middle_of_a_long_reclaim(
         await broker.close()
     assert after <= at_signal + 1
     assert b"consumer.stopped" in output
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("effects_table")
+async def test_sigterm_stops_a_nats_consumer_cleanly_after_nats_went_away(
+    database: OrdersSettings, tmp_path: Path
+) -> None:
+    """As `compose down` stops NATS beside the consumer: its client is reconnecting, with the
+    fetches it made meanwhile buffered, and the consumer still exits 0."""
+    server = NatsServer(tmp_path)
+    server.start()
+    broker = NatsHarness(database, server.url)
+    try:
+        consumer = start_consumer(broker.settings, 0, **FAST_TAKEOVER)
+        await wait_until_ready(consumer)
+        go(consumer)
+        await until_subscribed(server.url)
+    finally:
+        server.stop()
+    # A reconnection failed: 0.5 s after the loss, in which the 100 ms fetches were buffered.
+    await wait_for_line(consumer, b"Connect call failed")
+    consumer.send_signal(signal.SIGTERM)
+    assert b"consumer.stopped" in exited(consumer)
+
+
+async def until_subscribed(url: str) -> None:
+    """Until the group's durable consumer exists on the drills' stream."""
+    client = await nats.connect(url)
+    try:
+        js = client.jetstream()
+        deadline = time.monotonic() + 120  # a bound for a loaded machine, not a speed goal
+        while True:
+            try:
+                await js.consumer_info(stream_for(STREAM), GROUP)
+            except NotFoundError:
+                assert time.monotonic() < deadline, "the consumer never subscribed"
+                await asyncio.sleep(0.1)
+            else:
+                return
+    finally:
+        await client.close()
